@@ -1,0 +1,52 @@
+"""A synthetic TFLite model of any size, built through the IR: repeated residual blocks of
+CONV_2D(1x1) -> ADD(residual) -> RELU, each conv with its own small weights.
+
+    python bench/synthetic.py --ops 10000 -o /tmp/synthetic_10k.tflite
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from npupass.backends.tflite import write_tflite
+from npupass.ir import DType, Graph, Model, Op, Signature, Tensor
+
+CHANNELS = 8
+_CONV_OPTIONS = {"padding": "VALID", "stride_w": 1, "stride_h": 1, "fused_activation_function": "NONE"}
+
+
+def synthetic_model(n_ops: int, seed: int = 0) -> Model:
+    """A runnable float model with exactly `n_ops` ops (a multiple of 3 is rounded down to blocks)."""
+    rng = np.random.default_rng(seed)
+    graph = Graph("main")
+    shape = (1, 4, 4, CHANNELS)
+    x = graph.add_tensor(Tensor("input", DType.FLOAT32, shape))
+    graph.inputs = [x]
+    for block in range(n_ops // 3):
+        w = rng.normal(0, 0.3, (CHANNELS, 1, 1, CHANNELS)).astype(np.float32)
+        b = rng.normal(0, 0.1, CHANNELS).astype(np.float32)
+        weight = Tensor(f"b{block}/w", DType.FLOAT32, w.shape, data=w)
+        bias = Tensor(f"b{block}/b", DType.FLOAT32, b.shape, data=b)
+        conv, added, out = (Tensor(f"b{block}/{n}", DType.FLOAT32, shape) for n in ("conv", "add", "relu"))
+        graph.add_op(Op("CONV_2D", dict(_CONV_OPTIONS), "Conv2DOptions", version=1), [x, weight, bias], [conv])
+        graph.add_op(Op("ADD", {"fused_activation_function": "NONE"}, "AddOptions"), [conv, x], [added])
+        graph.add_op(Op("RELU"), [added], [out])
+        x = out
+    graph.outputs = [x]
+    return Model([graph], signatures=[Signature("serving_default", 0, [("input", graph.inputs[0])], [("output", x)])])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ops", type=int, default=10_000)
+    parser.add_argument("-o", "--output", type=Path, required=True)
+    args = parser.parse_args()
+    write_tflite(synthetic_model(args.ops), args.output)
+    print(f"wrote {args.output} ({args.output.stat().st_size:,} bytes, {args.ops // 3 * 3} ops)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from npupass.cli import main
+
+raise SystemExit(main())

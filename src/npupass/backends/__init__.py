@@ -1,0 +1,1 @@
+"""Backends: each writes the IR for one target."""

@@ -1,0 +1,38 @@
+"""Atomic file output: write a temporary file next to the target, then rename it into place."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from npupass.errors import NpupassError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path, chunks: Iterable[bytes | bytearray | memoryview]) -> None:
+    """Write `chunks` to `path` so that `path` is either untouched or complete, never partial."""
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise NpupassError(f"{path}: directory {directory} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise NpupassError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise NpupassError(f"{path}: cannot write: {exc.strerror or exc}") from None
+        raise

@@ -1,0 +1,120 @@
+"""Structural well-formedness of a Graph, naming the offending node for every fault found."""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from npupass.errors import IRCheckError
+from npupass.ir.graph import Graph, GraphCycleError, Op, Tensor
+from npupass.ir.ops import is_known
+from npupass.ir.types import DType
+
+_STATEFUL_DTYPES = (DType.RESOURCE, DType.VARIANT)
+
+
+def describe(graph: Graph, node: Op | Tensor) -> str:
+    """How a node is named in messages: tensors by name, ops by type and first output."""
+    if isinstance(node, Tensor):
+        return f"tensor '{node.name}'"
+    label = f"{node.type} '{node.name}'" if node.name else node.type
+    outs = graph.outputs_of(node) if node in graph.nx else []
+    return f"{label} (output '{outs[0].name}')" if outs else label
+
+
+def problems(graph: Graph) -> list[str]:
+    """Every structural fault of `graph`, as messages; empty when it is well formed."""
+    found: list[str] = []
+    g = graph.nx
+    for u, neighbours in g._succ.items():
+        for v in neighbours:
+            if isinstance(u, Op) == isinstance(v, Op):
+                found.append(f"edge {u!r} -> {v!r} does not join a tensor and an op")
+    if not found:
+        try:
+            _ = graph.ops  # raises on a cycle
+        except GraphCycleError:
+            cycle = nx.find_cycle(g)
+            ops = [describe(graph, u) for u, *_ in cycle if isinstance(u, Op)]
+            found.append(f"cycle through {' -> '.join(ops)}")
+    graph_inputs = {id(t) for t in graph.inputs}
+    for name, ends in (("input", graph.inputs), ("output", graph.outputs)):
+        for t in ends:
+            if t not in g:
+                found.append(f"graph {name} tensor '{t.name}' is not in the graph")
+    for node in g:
+        if isinstance(node, Op):
+            found.extend(_op_problems(graph, node))
+        else:
+            found.extend(_tensor_problems(graph, node, id(node) in graph_inputs))
+    return found
+
+
+def check(graph: Graph) -> None:
+    """Raise IRCheckError listing every structural fault of `graph`."""
+    found = problems(graph)
+    if found:
+        raise IRCheckError(found)
+
+
+def _op_problems(graph: Graph, op: Op) -> list[str]:
+    found = []
+    if not is_known(op.type) and op.type != "CUSTOM":
+        found.append(f"{describe(graph, op)} has unknown op type")
+    in_slots = [d["slot"] for edges in graph.nx._pred[op].values() for d in edges.values()]
+    if len(set(in_slots)) != len(in_slots):
+        found.append(f"{describe(graph, op)} has two tensors on one input slot")
+    if set(in_slots) & op.omitted_inputs:
+        found.append(f"{describe(graph, op)} has a tensor on an input slot marked omitted")
+    filled = set(in_slots) | op.omitted_inputs
+    if filled != set(range(len(filled))):
+        missing = sorted(set(range(max(filled) + 1)) - filled)
+        found.append(f"{describe(graph, op)} has no tensor on input slot(s) {missing}")
+    out_slots = [
+        d["slot"] for edges in graph.nx._succ[op].values() for d in edges.values() if not d.get("intermediate")
+    ]
+    if sorted(out_slots) != list(range(len(out_slots))):
+        found.append(f"{describe(graph, op)} has output slots {sorted(out_slots)}, expected 0..{len(out_slots) - 1}")
+    return found
+
+
+def _tensor_problems(graph: Graph, t: Tensor, is_graph_input: bool) -> list[str]:
+    found = []
+    name = f"tensor '{t.name}'"
+    n_producers = sum(len(edges) for edges in graph.nx._pred[t].values())
+    if n_producers > 1:
+        found.append(f"{name} has {n_producers} producers")
+    if n_producers and is_graph_input:
+        found.append(f"{name} is a graph input but is produced by {describe(graph, graph.producer(t) or t)}")
+    if t.is_constant and n_producers:
+        found.append(f"{name} has constant data but is produced by {describe(graph, graph.producer(t) or t)}")
+    if (
+        not n_producers
+        and not is_graph_input
+        and t.data is None
+        and not t.is_variable
+        and t.dtype not in _STATEFUL_DTYPES
+        and graph.nx._succ[t]
+    ):
+        reader = graph.consumers(t)[0][0]
+        found.append(
+            f"{name} is read by {describe(graph, reader)} but has no producer, no data and is not a graph input"
+        )
+    if t.shape is not None and any(d < 0 for d in t.shape):
+        found.append(f"{name} has a negative dimension in shape {list(t.shape)}")
+    q = t.quant
+    if q is not None and q.is_affine:
+        if q.zero_point.size not in (0, q.scale.size):
+            found.append(f"{name} has {q.scale.size} scales but {q.zero_point.size} zero points")
+        if q.per_axis and t.shape is not None:
+            if not 0 <= q.axis < len(t.shape):
+                found.append(f"{name} is quantized along axis {q.axis} but has rank {len(t.shape)}")
+            elif t.shape[q.axis] != q.scale.size:
+                size = t.shape[q.axis]
+                found.append(
+                    f"{name} has {q.scale.size} scales for axis {q.axis} of size {size} (shape {list(t.shape)})"
+                )
+    data, shape = t.data, t.shape
+    dense_shape = None if data is None or t.sparsity is not None or t.dtype.numpy is None else tuple(data.shape)
+    if dense_shape is not None and shape is not None and dense_shape != shape:
+        found.append(f"{name} has data of shape {list(dense_shape)} for tensor shape {list(shape)}")
+    return found

@@ -1,0 +1,27 @@
+"""Op catalogue: the canonical TFLite builtin operator names plus the IR-only ops.
+
+TFLite names come from the schema bindings, so a new LiteRT release brings its new ops along.
+IR-only ops must be lowered by a pass before a backend writes the model.
+"""
+
+from __future__ import annotations
+
+from ai_edge_litert import schema_py_generated as schema
+
+BUILTIN_CODES: dict[str, int] = {
+    name: code for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")
+}
+BUILTIN_NAMES: dict[int, str] = {code: name for name, code in BUILTIN_CODES.items()}
+
+IR_ONLY_OPS: dict[str, str] = {
+    "BATCH_NORM": "y = (x - mean) * gamma / sqrt(var + eps) + beta on the last axis; inputs x, gamma, beta, mean, var",
+}
+
+# Ops that must never be removed as dead code even when their outputs are unused.
+SIDE_EFFECT_OPS = frozenset(
+    {"ASSIGN_VARIABLE", "CALL_ONCE", "VAR_HANDLE", "READ_VARIABLE", "HASHTABLE_IMPORT", "CUSTOM", "WHILE", "IF"}
+)
+
+
+def is_known(op_type: str) -> bool:
+    return op_type in BUILTIN_CODES or op_type in IR_ONLY_OPS

@@ -1,0 +1,216 @@
+"""The IR's graph helpers, and check() catching every structural fault it claims to detect."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from npupass.errors import IRCheckError
+from npupass.ir import DType, Graph, Op, Quantization, Tensor, check, problems
+
+
+def act(name: str, shape: tuple[int, ...] = (1, 4)) -> Tensor:
+    return Tensor(name, DType.FLOAT32, shape)
+
+
+def const(name: str, shape: tuple[int, ...] = (1, 4)) -> Tensor:
+    return Tensor(name, DType.FLOAT32, shape, data=np.zeros(shape, np.float32))
+
+
+def chain() -> tuple[Graph, list[Op], list[Tensor]]:
+    """x -> ADD(x, c) -> a -> RELU -> b -> MUL(b, b) -> y"""
+    g = Graph("main")
+    x, c, a, b, y = act("x"), const("c"), act("a"), act("b"), act("y")
+    add = g.add_op(Op("ADD", options_type="AddOptions"), [x, c], [a])
+    relu = g.add_op(Op("RELU"), [a], [b])
+    mul = g.add_op(Op("MUL", options_type="MulOptions"), [b, b], [y])
+    g.inputs, g.outputs = [x], [y]
+    return g, [add, relu, mul], [x, c, a, b, y]
+
+
+def test_queries() -> None:
+    g, (add, relu, mul), (x, c, a, b, y) = chain()
+    check(g)
+    assert g.ops == [add, relu, mul]
+    assert g.producer(a) is add and g.producer(x) is None
+    assert g.consumers(b) == [(mul, 0), (mul, 1)]
+    assert g.consumer_ops(b) == [mul]
+    assert g.inputs_of(add) == [x, c]
+    assert g.outputs_of(relu) == [b]
+    assert g.tensors == [x, c, a, b, y]
+
+
+def test_ops_keep_original_order_when_it_is_topological() -> None:
+    g = Graph()
+    x, p, q, r = act("x"), act("p"), act("q"), act("r")
+    first = g.add_op(Op("RELU"), [x], [q])
+    second = g.add_op(Op("TANH"), [x], [p])
+    third = g.add_op(Op("ADD"), [p, q], [r])
+    g.inputs, g.outputs = [x], [r]
+    assert g.ops == [first, second, third]
+
+
+def test_ops_follow_data_when_the_order_is_not_topological() -> None:
+    g = Graph()
+    x, a, b = act("x"), act("a"), act("b")
+    late = Op("TANH")
+    early = Op("RELU")
+    g.add_op(late, [a], [b])  # created first but reads `a`
+    g.add_op(early, [x], [a])
+    g.inputs, g.outputs = [x], [b]
+    assert g.ops == [early, late]
+
+
+def test_set_input_and_replace_uses() -> None:
+    g, (add, relu, mul), (x, c, a, b, y) = chain()
+    g.replace_uses(b, a)  # bypass the RELU
+    assert g.inputs_of(mul) == [a, a]
+    assert g.remove_dead() == 1
+    assert relu not in g.nx and b not in g.nx
+    check(g)
+
+
+def test_set_input_omits_and_restores_optional_inputs() -> None:
+    g = Graph()
+    x, w, y, bias = act("x"), const("w", (4, 4)), act("y"), const("bias", (4,))
+    fc = g.add_op(Op("FULLY_CONNECTED"), [x, w, None], [y])
+    g.inputs, g.outputs = [x], [y]
+    check(g)
+    assert g.inputs_of(fc) == [x, w, None]
+    g.set_input(fc, 2, bias)
+    assert g.inputs_of(fc) == [x, w, bias] and fc.omitted_inputs == set()
+    check(g)
+
+
+def test_replace_op_keeps_wiring_and_position() -> None:
+    g, (add, relu, mul), (x, c, a, b, y) = chain()
+    relu6 = g.replace_op(relu, Op("RELU6"))
+    assert g.ops == [add, relu6, mul]
+    assert g.inputs_of(relu6) == [a] and g.outputs_of(relu6) == [b]
+
+
+def test_remove_dead_keeps_graph_outputs_and_side_effects() -> None:
+    g, (add, relu, mul), (x, c, a, b, y) = chain()
+    unused = act("unused")
+    g.add_op(Op("TANH"), [a], [unused])
+    g.add_op(Op("ASSIGN_VARIABLE"), [a, a], [])
+    assert g.remove_dead() == 1
+    assert [op.type for op in g.ops] == ["ADD", "RELU", "MUL", "ASSIGN_VARIABLE"]
+
+
+# --- check(): one test per fault -----------------------------------------------------------------
+def only_problem(g: Graph) -> str:
+    found = problems(g)
+    assert len(found) == 1, found
+    with pytest.raises(IRCheckError):
+        check(g)
+    return found[0]
+
+
+def test_check_finds_a_cycle() -> None:
+    g, (add, relu, mul), (x, c, a, b, y) = chain()
+    g.set_input(add, 0, y)
+    g.inputs = []
+    assert only_problem(g).startswith("cycle through ")
+
+
+def test_check_finds_two_producers() -> None:
+    g, (add, relu, mul), (x, c, a, b, y) = chain()
+    g.nx.add_edge(relu, a, key=1, slot=1)
+    found = problems(g)
+    assert "tensor 'a' has 2 producers" in found
+
+
+def test_check_finds_a_non_bipartite_edge() -> None:
+    g, (add, relu, mul), _ = chain()
+    g.nx.add_edge(add, relu, key=0, slot=0)
+    assert "does not join a tensor and an op" in problems(g)[0]
+
+
+def test_check_finds_duplicate_input_slots() -> None:
+    g, (add, relu, mul), (x, c, a, b, y) = chain()
+    g.nx.add_edge(x, mul, key=5, slot=1)
+    assert only_problem(g) == "MUL (output 'y') has two tensors on one input slot"
+
+
+def test_check_finds_a_missing_input_slot() -> None:
+    g, (add, relu, mul), (x, c, a, b, y) = chain()
+    g.nx.remove_edge(x, add, key=0)
+    g.inputs = []
+    assert only_problem(g) == "ADD (output 'a') has no tensor on input slot(s) [0]"
+
+
+def test_check_finds_a_tensor_on_an_omitted_slot() -> None:
+    g, (add, relu, mul), _ = chain()
+    add.omitted_inputs.add(1)
+    assert only_problem(g) == "ADD (output 'a') has a tensor on an input slot marked omitted"
+
+
+def test_check_finds_sparse_output_slots() -> None:
+    g, (add, relu, mul), (x, c, a, b, y) = chain()
+    extra = act("extra")
+    g.nx.add_edge(relu, extra, key=2, slot=2)
+    assert only_problem(g) == "RELU (output 'b') has output slots [0, 2], expected 0..1"
+
+
+def test_check_finds_graph_ends_outside_the_graph() -> None:
+    g, _, _ = chain()
+    g.outputs.append(act("ghost"))
+    assert only_problem(g) == "graph output tensor 'ghost' is not in the graph"
+
+
+def test_check_finds_a_constant_without_data() -> None:
+    g, _, (x, c, a, b, y) = chain()
+    c.data = None
+    assert (
+        only_problem(g)
+        == "tensor 'c' is read by ADD (output 'a') but has no producer, no data and is not a graph input"
+    )
+
+
+def test_check_finds_a_produced_constant() -> None:
+    g, _, (x, c, a, b, y) = chain()
+    a.data = np.zeros((1, 4), np.float32)
+    assert only_problem(g) == "tensor 'a' has constant data but is produced by ADD (output 'a')"
+
+
+def test_check_finds_quantized_axis_out_of_rank() -> None:
+    g, _, (x, c, a, b, y) = chain()
+    c.quant = Quantization(scale=[0.1] * 4, zero_point=[0] * 4, axis=2)
+    assert only_problem(g) == "tensor 'c' is quantized along axis 2 but has rank 2"
+
+
+def test_check_finds_scale_count_not_matching_the_axis() -> None:
+    g, _, (x, c, a, b, y) = chain()
+    c.quant = Quantization(scale=[0.1] * 3, zero_point=[0] * 3, axis=1)
+    assert only_problem(g) == "tensor 'c' has 3 scales for axis 1 of size 4 (shape [1, 4])"
+
+
+def test_check_finds_zero_point_count_mismatch() -> None:
+    g, _, (x, c, a, b, y) = chain()
+    c.quant = Quantization(scale=[0.1] * 4, zero_point=[0] * 2, axis=1)
+    assert only_problem(g) == "tensor 'c' has 4 scales but 2 zero points"
+
+
+def test_check_finds_data_of_the_wrong_shape() -> None:
+    g, _, (x, c, a, b, y) = chain()
+    c.data = np.zeros((4,), np.float32)
+    assert only_problem(g) == "tensor 'c' has data of shape [4] for tensor shape [1, 4]"
+
+
+def test_check_finds_an_unknown_op_type() -> None:
+    g, (add, relu, mul), _ = chain()
+    relu.type = "FROBNICATE"
+    assert only_problem(g) == "FROBNICATE (output 'b') has unknown op type"
+
+
+def test_check_finds_a_negative_dimension() -> None:
+    g, _, (x, c, a, b, y) = chain()
+    b.shape = (1, -4)
+    assert only_problem(g) == "tensor 'b' has a negative dimension in shape [1, -4]"
+
+
+def test_check_finds_a_produced_graph_input() -> None:
+    g, _, (x, c, a, b, y) = chain()
+    g.inputs.append(b)
+    assert only_problem(g) == "tensor 'b' is a graph input but is produced by RELU (output 'b')"
