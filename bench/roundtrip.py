@@ -14,12 +14,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from make_keras_models import DEFAULT_CACHE, ensure_models  # noqa: E402
+from make_keras_models import DEFAULT_CACHE, ensure_models
 
-from npupass.backends.tflite import write_tflite  # noqa: E402
-from npupass.frontends.tflite import read_tflite  # noqa: E402
-from npupass.ir.compare import structural_differences  # noqa: E402
-from npupass.verify import verify_files  # noqa: E402
+from npupass.backends.tflite import write_tflite
+from npupass.frontends.tflite import read_tflite
+from npupass.ir.compare import structural_differences
+from npupass.verify import verify_files
 
 
 def main() -> int:

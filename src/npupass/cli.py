@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from npupass import __version__
@@ -24,6 +27,18 @@ def _console() -> Console:
     if not console.is_terminal:  # piped or captured: room for the tables instead of 80 columns
         console = Console(highlight=False, soft_wrap=False, width=160)
     return console
+
+
+@contextlib.contextmanager
+def _progress(label: str, total: int) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr when it is a terminal; nothing when output is piped or captured."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield None
+        return
+    with Progress(*Progress.get_default_columns(), console=console, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda done: bar.update(task, completed=done)
 
 
 def _print_json(data: Any) -> None:
@@ -157,7 +172,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if args.verify:
         from npupass.verify import verify_files
 
-        comparison = verify_files(src, out, samples=args.samples, seed=args.seed)
+        with _progress("verifying", args.samples) as progress:
+            comparison = verify_files(src, out, samples=args.samples, seed=args.seed, progress=progress)
         result["verify"] = comparison.to_json()
         status = EXIT_OK if comparison.equivalent else EXIT_DIFFERENT
     if args.json:
@@ -202,9 +218,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from npupass.verify import Tolerance, verify_files
 
     tolerance = Tolerance(atol=args.atol, rtol=args.rtol, max_steps=args.max_steps)
-    comparison = verify_files(
-        args.a, args.b, samples=args.samples, seed=args.seed, tolerance=tolerance, delegates=args.delegates
-    )
+    with _progress("verifying", args.samples) as progress:
+        comparison = verify_files(
+            args.a,
+            args.b,
+            samples=args.samples,
+            seed=args.seed,
+            tolerance=tolerance,
+            delegates=args.delegates,
+            progress=progress,
+        )
     if args.json:
         _print_json({"a": args.a, "b": args.b, **comparison.to_json()})
     else:

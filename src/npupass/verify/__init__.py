@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from npupass.frontends import load_model
@@ -17,14 +18,15 @@ def verify_files(
     seed: int = 0,
     tolerance: Tolerance | None = None,
     delegates: str = "none",
+    progress: Callable[[int], None] | None = None,
 ) -> Comparison:
-    """Compare two TFLite files in LiteRT on `samples` seeded inputs."""
+    """Compare two TFLite files in LiteRT on `samples` seeded inputs (`progress(done)` after each)."""
     model_a = load_model(a)
     load_model(b)  # our reader validates the file before LiteRT sees it
     ranges = float_input_ranges(model_a)
     ref_a = LiteRTModel(Path(a).read_bytes(), delegates)
     ref_b = LiteRTModel(Path(b).read_bytes(), delegates)
-    return compare(ref_a, ref_b, samples, seed, tolerance, ranges)
+    return compare(ref_a, ref_b, samples, seed, tolerance, ranges, progress)
 
 
 __all__ = [

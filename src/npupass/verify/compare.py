@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -108,8 +109,12 @@ def compare(
     seed: int = 0,
     tolerance: Tolerance | None = None,
     float_ranges: dict[int, tuple[float, float]] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Comparison:
-    """Run `a` and `b` on `samples` seeded inputs and compare every output element."""
+    """Run `a` and `b` on `samples` seeded inputs and compare every output element.
+
+    `progress(done)` is called after each sample.
+    """
     tolerance = tolerance or Tolerance()
     result = Comparison(samples, seed, tolerance)
     result.problems = _interface_problems(a.inputs, b.inputs, "input") + _interface_problems(
@@ -122,6 +127,8 @@ def compare(
         inputs = make_inputs(a.inputs, seed + sample, float_ranges)
         for cmp, x, y in zip(result.outputs, a.run(inputs), b.run(inputs), strict=True):
             _accumulate(cmp, x, y, tolerance)
+        if progress is not None:
+            progress(sample + 1)
     return result
 
 

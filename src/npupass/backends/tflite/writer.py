@@ -188,7 +188,8 @@ class _Plan:
             fb.variantTensors = []
             for v in t.variant_subtypes:
                 sub = schema.VariantSubTypeT()
-                sub.type, sub.shape, sub.hasRank = TENSOR_TYPE_CODES[v.dtype], v.shape and list(v.shape), v.has_rank
+                sub.type, sub.hasRank = TENSOR_TYPE_CODES[v.dtype], v.has_rank
+                sub.shape = None if v.shape is None else list(v.shape)
                 fb.variantTensors.append(sub)
         return fb
 
