@@ -190,3 +190,16 @@ def test_command_line_errors_have_no_traceback(tmp_path: Path) -> None:
     assert proc.stdout == ""
     assert proc.stderr.startswith("npupass: error: ") and proc.stderr.count("\n") == 1, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_verify_refuses_a_lying_activation_shape(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    def edit(m: object) -> None:
+        sub = m.subgraphs[0]  # type: ignore[attr-defined]
+        sub.tensors[sub.outputs[0]].shape = [1, 1 << 20, 1 << 20, 10]
+
+    lying = tmp_path / "lying.tflite"
+    lying.write_bytes(repack(MODELS / "cnn_float.tflite", edit))
+    assert cli_error(capsys, "verify", str(lying), str(lying)) == (
+        f"npupass: error: {lying}: tensor 'StatefulPartitionedCall_1:0' of shape [1, 1048576, 1048576, 10] "
+        "needs 43,980,465,111,040 bytes; refusing to run it"
+    )

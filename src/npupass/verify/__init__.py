@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from npupass.frontends import load_model
+from npupass.ir.graph import Model
 from npupass.verify.compare import Comparison, OutputComparison, Tolerance, compare, float_input_ranges
 from npupass.verify.litert import LiteRTModel, ReferenceError, make_inputs
 
@@ -22,11 +23,27 @@ def verify_files(
 ) -> Comparison:
     """Compare two TFLite files in LiteRT on `samples` seeded inputs (`progress(done)` after each)."""
     model_a = load_model(a)
-    load_model(b)  # our reader validates the file before LiteRT sees it
+    model_b = load_model(b)  # our reader validates each file before LiteRT sees it
+    _refuse_huge_tensors(model_a, a)
+    _refuse_huge_tensors(model_b, b)
     ranges = float_input_ranges(model_a)
     ref_a = LiteRTModel(Path(a).read_bytes(), delegates)
     ref_b = LiteRTModel(Path(b).read_bytes(), delegates)
     return compare(ref_a, ref_b, samples, seed, tolerance, ranges, progress)
+
+
+MAX_TENSOR_BYTES = 1 << 31  # LiteRT's arena cannot hold more; a larger shape is a lie or a mistake
+
+
+def _refuse_huge_tensors(model: Model, path: str | os.PathLike[str]) -> None:
+    for graph in model.subgraphs:
+        for t in graph.tensors:
+            itemsize = t.dtype.numpy.itemsize if t.dtype.numpy is not None else 1
+            size = (t.num_elements or 0) * itemsize
+            if size > MAX_TENSOR_BYTES:
+                raise ReferenceError(
+                    f"{path}: tensor '{t.name}' of shape {list(t.shape or ())} needs {size:,} bytes; refusing to run it"
+                )
 
 
 __all__ = [
