@@ -36,7 +36,7 @@ def synthetic_model(n_ops: int, seed: int = 0) -> Model:
         graph.add_op(Op("RELU"), [added], [out])
         x = out
     graph.outputs = [x]
-    return Model([graph], signatures=[Signature("serving_default", 0, [("input", graph.inputs[0])], [("output", x)])])
+    return Model([graph], signatures=[Signature("serving_default", 0, [("input", 0)], [("output", 0)])])
 
 
 def main() -> None:

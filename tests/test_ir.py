@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -94,8 +96,22 @@ def test_remove_dead_keeps_graph_outputs_and_side_effects() -> None:
     unused = act("unused")
     g.add_op(Op("TANH"), [a], [unused])
     g.add_op(Op("ASSIGN_VARIABLE"), [a, a], [])
+    g.add_op(Op("CALL", {"subgraph": 1}, "CallOptions"), [a], [act("call_out")])
+    g.add_op(Op("STABLEHLO_CUSTOM_CALL"), [a], [act("custom_out")])
     assert g.remove_dead() == 1
-    assert [op.type for op in g.ops] == ["ADD", "RELU", "MUL", "ASSIGN_VARIABLE"]
+    assert [op.type for op in g.ops] == ["ADD", "RELU", "MUL", "ASSIGN_VARIABLE", "CALL", "STABLEHLO_CUSTOM_CALL"]
+
+
+def test_remove_dead_removes_a_long_dead_chain_in_one_pass() -> None:
+    g, (add, relu, mul), (x, c, a, b, y) = chain()
+    t = a
+    for i in range(3000):
+        nxt = act(f"dead{i}")
+        g.add_op(Op("RELU"), [t], [nxt])
+        t = nxt
+    assert g.remove_dead() == 3000
+    assert [op.type for op in g.ops] == ["ADD", "RELU", "MUL"]
+    assert len(g.tensors) == 5
 
 
 # --- check(): one test per fault -----------------------------------------------------------------
@@ -198,6 +214,24 @@ def test_check_finds_data_of_the_wrong_shape() -> None:
     assert only_problem(g) == "tensor 'c' has data of shape [4] for tensor shape [1, 4]"
 
 
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (np.zeros((1, 4), np.int64), "tensor 'c' has <i8 data for FLOAT32 (expected <f4)"),
+        (np.zeros((1, 4), ">f4"), "tensor 'c' has >f4 data for FLOAT32 (expected <f4)"),
+    ],
+)
+def test_check_finds_data_of_the_wrong_type(data: np.ndarray, message: str) -> None:
+    g, _, (x, c, a, b, y) = chain()
+    c.data = data
+    assert only_problem(g) == message
+    from npupass.backends.tflite import WriteError, serialize_tflite
+    from npupass.ir import Model
+
+    with pytest.raises(WriteError, match=f"^{re.escape(message)}$"):
+        serialize_tflite(Model([g]))
+
+
 def test_check_finds_an_unknown_op_type() -> None:
     g, (add, relu, mul), _ = chain()
     relu.type = "FROBNICATE"
@@ -214,3 +248,11 @@ def test_check_finds_a_produced_graph_input() -> None:
     g, _, (x, c, a, b, y) = chain()
     g.inputs.append(b)
     assert only_problem(g) == "tensor 'b' is a graph input but is produced by RELU (output 'b')"
+
+
+def test_check_names_the_op_writing_an_intermediate_graph_input() -> None:
+    g, (add, relu, mul), (x, c, a, b, y) = chain()
+    scratch = act("scratch")
+    g.nx.add_edge(relu, scratch, key=("intermediate", 0), slot=0, intermediate=True)
+    g.inputs.append(scratch)
+    assert only_problem(g) == "tensor 'scratch' is a graph input but is produced by RELU (output 'b')"

@@ -163,3 +163,25 @@ def test_empty_file_is_not_a_model(tmp_path: Path) -> None:
     empty.write_bytes(b"")
     with pytest.raises(ModelFormatError, match=r"empty.tflite: not a TFLite file \(only 0 bytes\)$"):
         read_tflite(empty)
+
+
+def test_signatures_follow_a_rewired_graph_output() -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    from npupass.ir import Op, Tensor
+
+    model = read_tflite(MODELS / "cnn_float.tflite")
+    graph = model.main
+    out = graph.outputs[0]
+    negated = Tensor(out.name + "_neg", out.dtype, out.shape)
+    graph.replace_uses(out, negated)
+    graph.add_op(Op("NEG"), [out], [negated])
+    assert model.signatures[0].output_tensors(model) == [("output_0", negated)]
+    interpreter = Interpreter(model_content=serialize_tflite(model))
+    interpreter.allocate_tensors()
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    direct = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    via_signature = interpreter.get_signature_runner("serving_default")(image=x)["output_0"]
+    assert np.array_equal(direct, via_signature) and direct.max() <= 0  # softmax, negated

@@ -7,7 +7,8 @@ import pytest
 from conftest import MODELS
 
 from npupass.frontends.tflite import read_tflite
-from npupass.verify import LiteRTModel, ReferenceError, float_input_ranges, make_inputs
+from npupass.verify import LiteRTModel, ReferenceError, Tolerance, float_input_ranges, make_inputs
+from npupass.verify.compare import compare_arrays
 from npupass.verify.litert import TensorSpec
 
 
@@ -60,3 +61,24 @@ def test_litert_runs_the_reference_with_and_without_delegates() -> None:
     (a,), (b,) = builtin.run(inputs), delegated.run(inputs)
     assert a.shape == (1, 10)
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_complex_outputs_compare_both_parts() -> None:
+    x = np.array([1 + 1j, 2 + 2j, 3 + 3j], np.complex64)
+    y = np.array([1 - 5j, 2 + 2j, 3 + 3j], np.complex64)
+    result = compare_arrays(x, y)
+    assert result.mismatched == 1 and not result.ok
+    assert result.max_abs_diff == pytest.approx(6.0)
+
+
+def test_uint64_differences_do_not_overflow() -> None:
+    result = compare_arrays(np.array([2**63 + 5], np.uint64), np.array([5], np.uint64))
+    assert result.max_steps == 2**63 and result.mismatched == 1
+    result = compare_arrays(np.array([3, 9], np.uint8), np.array([9, 3], np.uint8), Tolerance(max_steps=6))
+    assert result.max_steps == 6 and result.ok
+
+
+def test_argmax_agreement_is_averaged_over_rows() -> None:
+    x = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]], np.float32)
+    y = np.array([[0.2, 0.8], [0.1, 0.9], [0.3, 0.7], [0.6, 0.4]], np.float32)
+    assert compare_arrays(x, y).argmax_agreement == 0.75

@@ -251,12 +251,24 @@ _U16, _U32, _I32 = struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<i")
 
 
 class Reader:
-    """Bounds-checked access to the tables of a flatbuffer in `buf`."""
+    """Bounds-checked access to the tables of a flatbuffer in `buf`.
 
-    __slots__ = ("buf", "size")
+    Flatbuffer offsets may point many times at one table or vector, so a small file can describe
+    an enormous tree. Every table and vector read is charged to a budget of twice the file size
+    (a file that shares nothing reads each byte once), so decoding stays linear in the file size.
+    """
+
+    __slots__ = ("budget", "buf", "size")
 
     def __init__(self, buf: bytes | mmap.mmap) -> None:
         self.buf, self.size = buf, len(buf)
+        self.budget = 2 * self.size + 4096
+
+    def charge(self, n: int) -> None:
+        """Account for decoding `n` more bytes of structure."""
+        self.budget -= n
+        if self.budget < 0:
+            raise DecodeError("the file refers to the same tables or vectors over and over (shared or looping offsets)")
 
     def root(self) -> Table:
         return self.table(self._u32(0))
@@ -275,6 +287,7 @@ class Reader:
         vt_len, inline = _U16.unpack_from(self.buf, vt)[0], _U16.unpack_from(self.buf, vt + 2)[0]
         if vt + vt_len > self.size or pos + inline > self.size or vt_len < 4:
             raise DecodeError(f"table at {pos} overruns the buffer")
+        self.charge(max(inline, 4))
         return Table(self, pos, vt, vt_len)
 
     def deref(self, pos: int) -> int:
@@ -285,6 +298,7 @@ class Reader:
         count = self._u32(pos)
         if pos + 4 + count * elem_size > self.size:
             raise DecodeError(f"vector at {pos} claims {count} elements past the end of the buffer")
+        self.charge(4 + count * elem_size)
         return pos + 4, count
 
 
@@ -310,10 +324,13 @@ class Table:
         return fmt.unpack_from(self.reader.buf, at)[0]
 
     def content_key(self) -> bytes:
-        """The table's vtable and inline bytes: equal keys mean equal content when no field is an offset."""
-        inline = _U16.unpack_from(self.reader.buf, self.vt + 2)[0]
+        """The table's vtable and the bytes its fields can occupy: equal keys mean equal content when
+        no field is an offset. (A field may lie past the declared inline size, so that is not used.)"""
         buf = self.reader.buf
-        return bytes(buf[self.vt : self.vt + self.vt_len]) + b"|" + bytes(buf[self.pos + 4 : self.pos + inline])
+        vtable = bytes(buf[self.vt : self.vt + self.vt_len])
+        entries = struct.unpack_from(f"<{(self.vt_len - 4) // 2}H", vtable, 4)
+        end = min(self.pos + max(entries, default=0) + 8, self.reader.size)
+        return vtable + b"|" + bytes(buf[self.pos + 4 : end])
 
     def has(self, slot: int) -> bool:
         return bool(self._field(slot))

@@ -111,6 +111,8 @@ def dict_to_table(table: str, values: dict[str, Any]) -> Any:
         if attr is None:
             raise UnsupportedFeatureError(f"{table} has no field '{key}' (fields: {', '.join(sorted(attrs))})")
         enum_cls = _enum_for(table, attr)
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
         if enum_cls is not None and isinstance(value, str):
             members = enum_members(enum_cls)
             if value not in members:

@@ -113,10 +113,27 @@ _I32, _I64, _F32 = np.dtype("<i4"), np.dtype("<i8"), np.dtype("<f4")
 
 
 def _generated(table: str, t: Table) -> Any:
-    """The generated object-API value (`<table>T`) of a table, for the rarely used tables."""
+    """The generated object-API value (`<table>T`) of a table, for the rarely used tables.
+
+    What it decoded is charged to the reader's budget like everything else.
+    """
     accessor = getattr(schema, table)()
     accessor.Init(t.reader.buf, t.pos)
-    return getattr(schema, table + "T").InitFromObj(accessor)
+    value = getattr(schema, table + "T").InitFromObj(accessor)
+    t.reader.charge(_decoded_size(value))
+    return value
+
+
+def _decoded_size(value: Any) -> int:
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, (list, tuple)):
+        return 4 + sum(_decoded_size(v) for v in value)
+    if isinstance(value, (bytes, str)):
+        return 4 + len(value)
+    if hasattr(value, "__dict__"):
+        return 4 + sum(_decoded_size(v) for v in vars(value).values())
+    return 1
 
 
 @cache
@@ -131,6 +148,7 @@ class _Importer:
         self.external = False
         self.buffers = [self._buffer(i, b) for i, b in enumerate(self.root.tables(_MODEL.slot("Buffers")))]
         self._options_cache: dict[tuple[str, bytes], dict[str, Any]] = {}
+        self._metadata_bytes: dict[int, bytes] = {}
 
     def model(self) -> Model:
         root = self.root
@@ -151,7 +169,7 @@ class _Importer:
         legacy = root.array(_MODEL.slot("MetadataBuffer"), _I32)
         model = Model(
             subgraphs=graphs,
-            signatures=[self._signature(s, tensors) for s in root.tables(_MODEL.slot("SignatureDefs"))],
+            signatures=[self._signature(s, graphs, tensors) for s in root.tables(_MODEL.slot("SignatureDefs"))],
             metadata=[
                 (
                     _text(m.string(_METADATA.slot("Name")), "metadata name"),
@@ -190,8 +208,11 @@ class _Importer:
         return self.buffers[index]
 
     def _metadata(self, index: int) -> bytes:
-        data = self._buffer_at(index, "metadata")
-        return b"" if data is None else data.tobytes()
+        """The bytes of buffer `index`, copied once however many entries name it."""
+        if index not in self._metadata_bytes:
+            data = self._buffer_at(index, "metadata")
+            self._metadata_bytes[index] = b"" if data is None else data.tobytes()
+        return self._metadata_bytes[index]
 
     # --- operator codes -----------------------------------------------------------------------
     def _opcode(self, index: int, code: Table) -> tuple[str, int, str | None]:
@@ -331,28 +352,44 @@ class _Importer:
         for index, graph in enumerate(graphs):
             for op in graph.iter_ops():
                 for key, value in op.options.items():
-                    if (key.endswith("subgraph_index") or key == "subgraph") and not 0 <= value < len(graphs):
-                        raise ModelFormatError(
-                            f"subgraph {index}: {op.type} option {key} = {value}, but there are {len(graphs)} subgraphs"
-                        )
+                    if not (key.endswith(("subgraph_index", "subgraph_indices")) or key == "subgraph"):
+                        continue
+                    for target in value if isinstance(value, list) else [value]:
+                        if not 0 <= target < len(graphs):
+                            raise ModelFormatError(
+                                f"subgraph {index}: {op.type} option {key} = {value}, "
+                                f"but there are {len(graphs)} subgraphs"
+                            )
 
-    def _signature(self, s: Table, tensors: list[list[Tensor]]) -> Signature:
+    def _signature(self, s: Table, graphs: list[Graph], tensors: list[list[Tensor]]) -> Signature:
         key = _text(s.string(_SIGNATURE.slot("SignatureKey")), "signature key")
         sub_index = _SIGNATURE.get(s, "SubgraphIndex")
         if not 0 <= sub_index < len(tensors):
             raise ModelFormatError(f"signature '{key}' refers to subgraph {sub_index}, but there are {len(tensors)}")
         sub = tensors[sub_index]
 
-        def entries(slot: int) -> list[tuple[str, Tensor]]:
+        def entries(slot: int, ends: list[Tensor], kind: str) -> list[tuple[str, int]]:
             result = []
             for m in s.tables(slot):
                 index = _TENSOR_MAP.get(m, "TensorIndex")
                 if not 0 <= index < len(sub):
                     raise ModelFormatError(f"signature '{key}' refers to tensor {index}, but there are {len(sub)}")
-                result.append((_text(m.string(_TENSOR_MAP.slot("Name")), f"signature '{key}' entry name"), sub[index]))
+                name = _text(m.string(_TENSOR_MAP.slot("Name")), f"signature '{key}' entry name")
+                position = next((i for i, t in enumerate(ends) if t is sub[index]), None)
+                if position is None:
+                    raise UnsupportedFeatureError(
+                        f"signature '{key}' {kind} '{name}' is tensor '{sub[index].name}', not a subgraph {kind}"
+                    )
+                result.append((name, position))
             return result
 
-        return Signature(key, sub_index, entries(_SIGNATURE.slot("Inputs")), entries(_SIGNATURE.slot("Outputs")))
+        graph = graphs[sub_index]
+        return Signature(
+            key,
+            sub_index,
+            entries(_SIGNATURE.slot("Inputs"), graph.inputs, "input"),
+            entries(_SIGNATURE.slot("Outputs"), graph.outputs, "output"),
+        )
 
 
 def _seq(values: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import networkx as nx
+import numpy as np
 
 from npupass.errors import IRCheckError
 from npupass.ir.graph import Graph, GraphCycleError, Op, Tensor
@@ -77,6 +78,12 @@ def _op_problems(graph: Graph, op: Op) -> list[str]:
     return found
 
 
+def _writer(graph: Graph, t: Tensor) -> Op:
+    """An op that writes `t` (as output or intermediate)."""
+    op: Op = next(iter(graph.nx._pred[t]))
+    return op
+
+
 def _tensor_problems(graph: Graph, t: Tensor, is_graph_input: bool) -> list[str]:
     found = []
     name = f"tensor '{t.name}'"
@@ -84,9 +91,9 @@ def _tensor_problems(graph: Graph, t: Tensor, is_graph_input: bool) -> list[str]
     if n_producers > 1:
         found.append(f"{name} has {n_producers} producers")
     if n_producers and is_graph_input:
-        found.append(f"{name} is a graph input but is produced by {describe(graph, graph.producer(t) or t)}")
+        found.append(f"{name} is a graph input but is produced by {describe(graph, _writer(graph, t))}")
     if t.is_constant and n_producers:
-        found.append(f"{name} has constant data but is produced by {describe(graph, graph.producer(t) or t)}")
+        found.append(f"{name} has constant data but is produced by {describe(graph, _writer(graph, t))}")
     if (
         not n_producers
         and not is_graph_input
@@ -113,8 +120,20 @@ def _tensor_problems(graph: Graph, t: Tensor, is_graph_input: bool) -> list[str]
                 found.append(
                     f"{name} has {q.scale.size} scales for axis {q.axis} of size {size} (shape {list(t.shape)})"
                 )
-    data, shape = t.data, t.shape
-    dense_shape = None if data is None or t.sparsity is not None or t.dtype.numpy is None else tuple(data.shape)
-    if dense_shape is not None and shape is not None and dense_shape != shape:
-        found.append(f"{name} has data of shape {list(dense_shape)} for tensor shape {list(shape)}")
+    problem = data_problem(t)
+    if problem:
+        found.append(problem)
     return found
+
+
+def data_problem(t: Tensor) -> str | None:
+    """Why `t.data` cannot be the bytes of `t` (wrong numpy type or shape), or None when it can."""
+    if t.data is None:
+        return None
+    expected = t.dtype.numpy if t.dtype.numpy is not None else np.dtype(np.uint8)
+    if t.data.dtype != expected:
+        return f"tensor '{t.name}' has {t.data.dtype.str} data for {t.dtype} (expected {expected.str})"
+    dense = t.sparsity is None and t.dtype.numpy is not None
+    if dense and t.shape is not None and tuple(t.data.shape) != t.shape:
+        return f"tensor '{t.name}' has data of shape {list(t.data.shape)} for tensor shape {list(t.shape)}"
+    return None

@@ -97,10 +97,11 @@ def structural_differences(a: Model, b: Model) -> list[str]:
         else:
             for i, (x, y) in enumerate(zip(oa, ob, strict=True)):
                 found += _diff_dicts(f"{where} op {i} ({x.type})", _op_key(ga, x), _op_key(gb, y))
-    if [_signature_key(s) for s in a.signatures] != [_signature_key(s) for s in b.signatures]:
+    if [_signature_key(a, s) for s in a.signatures] != [_signature_key(b, s) for s in b.signatures]:
         found.append("signatures differ")
     return found
 
 
-def _signature_key(s: Signature) -> Any:
-    return (s.key, s.subgraph_index, [(n, t.name) for n, t in s.inputs], [(n, t.name) for n, t in s.outputs])
+def _signature_key(model: Model, s: Signature) -> Any:
+    names = [(n, t.name) for n, t in s.input_tensors(model)], [(n, t.name) for n, t in s.output_tensors(model)]
+    return (s.key, s.subgraph_index, names)

@@ -260,31 +260,39 @@ class Graph:
         return self.add_op(new, inputs, outputs, inter)
 
     def remove_dead(self, keep: Iterable[Op] = ()) -> int:
-        """Remove ops whose every output is unused, then tensors nobody touches; returns ops removed.
+        """Remove every op that nothing needed depends on, then tensors nobody touches; returns ops removed.
 
-        Ops in SIDE_EFFECT_OPS, ops without outputs and ops in `keep` always stay.
+        Needed: graph outputs, ops with side effects (ir.ops.has_side_effects), ops without
+        outputs, ops in `keep`, and everything those read, transitively (one mark-and-sweep pass).
         """
-        from npupass.ir.ops import SIDE_EFFECT_OPS
+        from npupass.ir.ops import has_side_effects
 
-        kept = set(keep)
+        pred = self.nx._pred
+        live: set[Op] = set()
+        needed: list[Tensor] = list(self.outputs)
+        for op in self.iter_ops():
+            if op in keep or not self.outputs_of(op) or has_side_effects(op):
+                live.add(op)
+                needed.extend(pred[op])
+        seen: set[Tensor] = set()
+        while needed:
+            t = needed.pop()
+            if t in seen:
+                continue
+            seen.add(t)
+            for op in pred[t]:
+                if op not in live:
+                    live.add(op)
+                    needed.extend(pred[op])
+        dead = [op for op in self.iter_ops() if op not in live]
+        for op in dead:
+            self.remove_op(op)
         outputs = set(map(id, self.outputs))
-        removed = 0
-        changed = True
-        while changed:
-            changed = False
-            for op in list(self.iter_ops()):
-                outs = self.outputs_of(op)
-                if not outs or op in kept or op.type in SIDE_EFFECT_OPS:
-                    continue
-                if all(self.nx.out_degree(t) == 0 and id(t) not in outputs for t in outs):
-                    self.remove_op(op)
-                    removed += 1
-                    changed = True
         graph_inputs = set(map(id, self.inputs))
         for t in [n for n in self.nx if isinstance(n, Tensor)]:
             if self.nx.degree(t) == 0 and id(t) not in outputs and id(t) not in graph_inputs:
                 self.nx.remove_node(t)
-        return removed
+        return len(dead)
 
     def __repr__(self) -> str:
         n_ops = sum(1 for _ in self.iter_ops())
@@ -293,12 +301,24 @@ class Graph:
 
 @dataclass(eq=False)
 class Signature:
-    """A named entry point: a subgraph with its inputs and outputs under public names."""
+    """A named entry point: public names for a subgraph's inputs and outputs.
+
+    Entries are (name, position in the subgraph's `inputs` / `outputs` list), so a pass that
+    rewires a graph output (Graph.replace_uses) keeps the signature pointing at the right tensor.
+    """
 
     key: str
     subgraph_index: int
-    inputs: list[tuple[str, Tensor]] = field(default_factory=list)
-    outputs: list[tuple[str, Tensor]] = field(default_factory=list)
+    inputs: list[tuple[str, int]] = field(default_factory=list)
+    outputs: list[tuple[str, int]] = field(default_factory=list)
+
+    def input_tensors(self, model: Model) -> list[tuple[str, Tensor]]:
+        graph = model.subgraphs[self.subgraph_index]
+        return [(name, graph.inputs[i]) for name, i in self.inputs]
+
+    def output_tensors(self, model: Model) -> list[tuple[str, Tensor]]:
+        graph = model.subgraphs[self.subgraph_index]
+        return [(name, graph.outputs[i]) for name, i in self.outputs]
 
 
 @dataclass(eq=False)

@@ -6,7 +6,12 @@ IR-only ops must be lowered by a pass before a backend writes the model.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ai_edge_litert import schema_py_generated as schema
+
+if TYPE_CHECKING:
+    from npupass.ir.graph import Op
 
 BUILTIN_CODES: dict[str, int] = {
     name: code for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")
@@ -17,11 +22,31 @@ IR_ONLY_OPS: dict[str, str] = {
     "BATCH_NORM": "y = (x - mean) * gamma / sqrt(var + eps) + beta on the last axis; inputs x, gamma, beta, mean, var",
 }
 
-# Ops that must never be removed as dead code even when their outputs are unused.
+# Ops that must never be removed as dead code even when their outputs are unused. Ops that run
+# another subgraph (WHILE, IF, CALL, STABLEHLO_CASE ...) are covered by has_side_effects.
 SIDE_EFFECT_OPS = frozenset(
-    {"ASSIGN_VARIABLE", "CALL_ONCE", "VAR_HANDLE", "READ_VARIABLE", "HASHTABLE_IMPORT", "CUSTOM", "WHILE", "IF"}
+    {
+        "ASSIGN_VARIABLE",
+        "CALL_ONCE",
+        "VAR_HANDLE",
+        "READ_VARIABLE",
+        "HASHTABLE_IMPORT",
+        "CUSTOM",
+        "STABLEHLO_CUSTOM_CALL",
+        "STABLEHLO_RNG_BIT_GENERATOR",
+    }
 )
 
 
 def is_known(op_type: str) -> bool:
     return op_type in BUILTIN_CODES or op_type in IR_ONLY_OPS
+
+
+def runs_subgraphs(op: Op) -> bool:
+    """Whether `op`'s options name a subgraph it runs (WHILE, IF, CALL, CALL_ONCE, STABLEHLO_* ...)."""
+    return any(key.endswith(("subgraph_index", "subgraph_indices")) or key == "subgraph" for key in op.options)
+
+
+def has_side_effects(op: Op) -> bool:
+    """Whether removing `op` could change behaviour even when nothing reads its outputs."""
+    return op.type in SIDE_EFFECT_OPS or runs_subgraphs(op)

@@ -132,17 +132,30 @@ def compare(
     return result
 
 
+def compare_arrays(
+    x: np.ndarray, y: np.ndarray, tolerance: Tolerance | None = None, name: str = ""
+) -> OutputComparison:
+    """Compare one output's values from two runs."""
+    result = OutputComparison(name, str(x.dtype), list(x.shape))
+    _accumulate(result, x, y, tolerance or Tolerance())
+    return result
+
+
 def _accumulate(cmp: OutputComparison, x: np.ndarray, y: np.ndarray, tol: Tolerance) -> None:
     cmp.elements += x.size
     cmp.bit_exact = cmp.bit_exact and x.tobytes() == y.tobytes()
     if x.dtype.kind in "iub":
-        steps = np.abs(x.astype(np.int64) - y.astype(np.int64))
+        if x.dtype.kind == "u":  # unsigned difference: no overflow even for uint64
+            steps = np.where(x > y, x - y, y - x)
+        else:
+            steps = np.abs(x.astype(np.int64) - y.astype(np.int64))
         worst = int(steps.max(initial=0))
         cmp.max_steps = max(cmp.max_steps or 0, worst)
         cmp.max_abs_diff = max(cmp.max_abs_diff, float(worst))
         cmp.mismatched += int(np.count_nonzero(steps > tol.max_steps))
     else:
-        xf, yf = x.astype(np.float64), y.astype(np.float64)
+        wide = np.complex128 if x.dtype.kind == "c" else np.float64
+        xf, yf = x.astype(wide), y.astype(wide)
         close = np.isclose(yf, xf, rtol=tol.rtol, atol=tol.atol, equal_nan=True)
         cmp.mismatched += int(np.count_nonzero(~close))
         diff = np.abs(xf - yf)

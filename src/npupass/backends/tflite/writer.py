@@ -8,6 +8,7 @@ same memory share one buffer, as they did in the file they were read from.
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from ai_edge_litert import schema_py_generated as schema
 from npupass.errors import NpupassError
 from npupass.fileio import atomic_write
 from npupass.flatbuf import Recorder, encode, gc_paused
-from npupass.ir.graph import Graph, Model, Op, Tensor
+from npupass.ir.check import data_problem
+from npupass.ir.graph import Graph, Model, Op, Signature, Tensor
 from npupass.ir.ops import BUILTIN_CODES
 from npupass.ir.types import DimMetadata, Quantization, Sparsity
 from npupass.tflite_schema import TENSOR_TYPE_CODES, dict_to_table, enum_members, options_union
@@ -116,7 +118,13 @@ def _constant_bytes(model: Model) -> int:
 
 
 def _pack(fb_model: Any, size_hint: int) -> memoryview:
-    return encode(fb_model, IDENTIFIER, size_hint)
+    try:
+        packed = encode(fb_model, IDENTIFIER, size_hint)
+    except (struct.error, OverflowError, TypeError, ValueError) as exc:
+        raise WriteError(f"a value does not fit its TFLite schema field ({exc})") from None
+    if len(packed) >= 2**31:
+        raise WriteError(f"the flatbuffer would be {len(packed):,} bytes, over its 2 GiB limit; use external buffers")
+    return packed
 
 
 def _bytes_of(data: np.ndarray) -> memoryview:
@@ -129,29 +137,35 @@ class _Plan:
     def __init__(self, model: Model, drop_metadata: set[str]) -> None:
         self.model = model
         self.data: list[memoryview] = [memoryview(b"")]  # buffer 0: the empty sentinel
-        self._buffer_of: dict[tuple[int, int], int] = {}
+        self._buffer_of: dict[tuple[Any, ...], int] = {}
         self.opcodes: dict[tuple[str, str | None, int], int] = {}
         self.tensor_index: list[dict[int, int]] = []
         self._options: dict[tuple[str, Any], Any] = {}
         self.subgraphs = [self._subgraph(i, g) for i, g in enumerate(model.subgraphs)]
+        self._metadata_buffer: dict[int, int] = {}
         self.metadata = [
-            (name, self._new_buffer(memoryview(value))) for name, value in model.metadata if name not in drop_metadata
+            (name, self._bytes_buffer(value)) for name, value in model.metadata if name not in drop_metadata
         ]
-        self.legacy_metadata = [self._new_buffer(memoryview(value)) for value in model.legacy_metadata_buffers]
+        self.legacy_metadata = [self._bytes_buffer(value) for value in model.legacy_metadata_buffers]
+
+    def _bytes_buffer(self, value: bytes) -> int:
+        """One buffer per metadata bytes object, however many entries name it."""
+        if id(value) not in self._metadata_buffer:
+            self._metadata_buffer[id(value)] = self._new_buffer(memoryview(value))
+        return self._metadata_buffer[id(value)]
 
     def _new_buffer(self, data: memoryview) -> int:
         self.data.append(data)
         return len(self.data) - 1
 
     def _buffer(self, data: np.ndarray | None) -> int:
-        if data is None:
+        """The buffer holding `data`: tensors whose arrays view the same memory the same way share one."""
+        if data is None or data.nbytes == 0:
             return 0
-        raw = _bytes_of(data)
-        if len(raw) == 0:
-            return 0
-        key = (np.ascontiguousarray(data).__array_interface__["data"][0], len(raw))
+        # The tensors keep their arrays alive for the whole write, so the address identifies the bytes.
+        key = (data.__array_interface__["data"][0], data.shape, data.strides, data.dtype.str)
         if key not in self._buffer_of:
-            self._buffer_of[key] = self._new_buffer(raw)
+            self._buffer_of[key] = self._new_buffer(_bytes_of(data))
         return self._buffer_of[key]
 
     def _opcode(self, op: Op) -> int:
@@ -174,6 +188,9 @@ class _Plan:
         return sub
 
     def _tensor(self, t: Tensor) -> Any:
+        problem = data_problem(t)
+        if problem:
+            raise WriteError(problem)
         fb = schema.TensorT()
         fb.name = t.name
         fb.type = TENSOR_TYPE_CODES[t.dtype]
@@ -221,7 +238,10 @@ class _Plan:
     def _options_table(self, options_type: str, options: dict[str, Any]) -> Any:
         """One generated options object per distinct content (packing it twice writes it twice)."""
         key = (options_type, tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in options.items()))
-        table = self._options.get(key)
+        try:
+            table = self._options.get(key)
+        except TypeError:  # an unhashable value (e.g. a numpy array): no sharing
+            return dict_to_table(options_type, options)
         if table is None:
             table = self._options[key] = dict_to_table(options_type, options)
         return table
@@ -248,24 +268,28 @@ class _Plan:
         m.signatureDefs = [self._signature(s) for s in self.model.signatures]
         return m
 
-    def _signature(self, s: Any) -> Any:
+    def _signature(self, s: Signature) -> Any:
+        if not 0 <= s.subgraph_index < len(self.tensor_index):
+            raise WriteError(f"signature '{s.key}' names subgraph {s.subgraph_index}, which does not exist")
         position = self.tensor_index[s.subgraph_index]
+        graph = self.model.subgraphs[s.subgraph_index]
 
-        def maps(entries: list[tuple[str, Tensor]]) -> list[Any]:
+        def maps(entries: list[tuple[str, int]], ends: list[Tensor], kind: str) -> list[Any]:
             result = []
-            for name, t in entries:
-                if id(t) not in position:
+            for name, index in entries:
+                if not 0 <= index < len(ends):
                     raise WriteError(
-                        f"signature '{s.key}' names tensor '{t.name}', no longer in subgraph {s.subgraph_index}"
+                        f"signature '{s.key}' {kind} '{name}' is {kind} {index}, but the graph has {len(ends)}"
                     )
                 m = schema.TensorMapT()
-                m.name, m.tensorIndex = name, position[id(t)]
+                m.name, m.tensorIndex = name, position[id(ends[index])]
                 result.append(m)
             return result
 
         fb = schema.SignatureDefT()
         fb.signatureKey, fb.subgraphIndex = s.key, s.subgraph_index
-        fb.inputs, fb.outputs = maps(s.inputs), maps(s.outputs)
+        fb.inputs = maps(s.inputs, graph.inputs, "input")
+        fb.outputs = maps(s.outputs, graph.outputs, "output")
         return fb
 
 
@@ -285,8 +309,14 @@ _INDEX_VECTORS = {np.dtype("<i4"): "Int32Vector", np.dtype("<u2"): "Uint16Vector
 
 
 def _index_vector(values: np.ndarray | None) -> tuple[int, Any]:
+    """A sparse index array as the schema's vector union; other integer types take the narrowest that fits."""
     if values is None:
         return 0, None
+    if values.dtype not in _INDEX_VECTORS:
+        if values.dtype.kind not in "iu" or (values.size and (values.min() < 0 or values.max() > 2**31 - 1)):
+            raise WriteError(f"sparse index array of {values.dtype} does not fit uint8, uint16 or int32")
+        top = int(values.max(initial=0))
+        values = values.astype("u1" if top <= 255 else "<u2" if top <= 65535 else "<i4")
     name = _INDEX_VECTORS[values.dtype]
     vec = getattr(schema, name + "T")()
     vec.values = values
