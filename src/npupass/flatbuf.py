@@ -323,14 +323,18 @@ class Table:
             raise DecodeError(f"field at {at} overruns the buffer")
         return fmt.unpack_from(self.reader.buf, at)[0]
 
-    def content_key(self) -> bytes:
-        """The table's vtable and the bytes its fields can occupy: equal keys mean equal content when
-        no field is an offset. (A field may lie past the declared inline size, so that is not used.)"""
+    def content_key(self, field_sizes: tuple[int, ...]) -> bytes:
+        """The table's vtable and the bytes its fields occupy (`field_sizes[slot]`; 8 for slots the schema
+        does not know): equal keys mean equal content when no field is an offset. A field may lie past the
+        declared inline size, so the vtable's entries, not that size, bound the bytes."""
         buf = self.reader.buf
         vtable = bytes(buf[self.vt : self.vt + self.vt_len])
         entries = struct.unpack_from(f"<{(self.vt_len - 4) // 2}H", vtable, 4)
-        end = min(self.pos + max(entries, default=0) + 8, self.reader.size)
-        return vtable + b"|" + bytes(buf[self.pos + 4 : end])
+        end = self.pos + 4
+        for slot, offset in enumerate(entries):
+            if offset:
+                end = max(end, self.pos + offset + (field_sizes[slot] if slot < len(field_sizes) else 8))
+        return vtable + b"|" + bytes(buf[self.pos + 4 : min(end, self.reader.size)])
 
     def has(self, slot: int) -> bool:
         return bool(self._field(slot))

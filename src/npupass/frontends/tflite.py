@@ -137,8 +137,13 @@ def _decoded_size(value: Any) -> int:
 
 
 @cache
-def _scalar_only(table: str) -> bool:
-    return all(kind != "UOffsetTRelative" for _, kind, _ in fields_of(schema, table).values())
+def _scalar_field_sizes(table: str) -> tuple[int, ...] | None:
+    """Byte size of each slot of a table made only of scalars; None when a field is an offset."""
+    fields = fields_of(schema, table).values()
+    if any(kind not in STRUCTS for _, kind, _ in fields):
+        return None
+    sizes = dict((slot, STRUCTS[kind].size) for slot, kind, _ in fields)
+    return tuple(sizes.get(slot, 8) for slot in range(max(sizes, default=-1) + 1))
 
 
 class _Importer:
@@ -291,9 +296,10 @@ class _Importer:
 
     def _options(self, table: str, t: Table) -> dict[str, Any]:
         """The options dict of an options table; tables of scalars only are decoded once per content."""
-        if not _scalar_only(table):
+        sizes = _scalar_field_sizes(table)
+        if sizes is None:
             return table_to_dict(table, _generated(table, t))
-        key = (table, t.content_key())
+        key = (table, t.content_key(sizes))
         cached = self._options_cache.get(key)
         if cached is None:
             cached = self._options_cache[key] = table_to_dict(table, _generated(table, t))
