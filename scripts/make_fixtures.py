@@ -20,6 +20,18 @@ downloads), checked for the property it exists for, and (all but custom_op) run 
   (alpha 0.35, 96x96, 10 classes), float and full-int8 with int8 I/O.
 * ``mobilenet_v3_small_int8.tflite`` - Keras MobileNetV3Small (alpha 0.75, 96x96, 10 classes), full-int8
   with int8 I/O: HARD_SWISH in int8.
+* ``sparse_fc_float.tflite``      - Dense 64->128 (ReLU) -> Dense 128->10 whose first kernel is ~80% zeros
+  (seeded pattern), converted with EXPERIMENTAL_SPARSITY: the weight carries SparsityParameters (dense
+  rows, SPARSE_CSR columns: Uint16 segments, Uint8 indices) and a DENSIFY op feeds FULLY_CONNECTED.
+  Matches the Keras model.
+* ``sparse_fc_int8.tflite``       - the same with 300 input features (so Uint16 column indices), full int8
+  with int8 I/O; bit-exact with the dense int8 conversion. LiteRT 2.3's default delegate cannot run it
+  (XNNPACK fails to prepare DENSIFY -> int8 FULLY_CONNECTED), so only the builtin kernels are required.
+* ``lstm_float.tflite``           - a Keras LSTM(8) over 1x6x4, fused to UNIDIRECTIONAL_SEQUENCE_LSTM with
+  omitted optional inputs (-1) and variable (``is_variable``) state tensors; the state carries over between
+  invocations until ``reset_all_variables()``.
+* ``variables.tflite``            - a tf.Module moving average in a resource variable: VAR_HANDLE,
+  READ_VARIABLE, ASSIGN_VARIABLE and CALL_ONCE (initializer subgraph).
 
 Re-running gives byte-identical files, except that the buffer_offset converter orders its payloads
 differently in every process; an existing file holding the same model is then kept as it is.
@@ -79,6 +91,12 @@ WEIGHT_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})
 BUILTIN_NAMES: dict[int, str] = {
     value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")
 }
+SPARSE_INDEX_NAMES: dict[int, str] = {
+    value: name for name, value in vars(schema.SparseIndexVector).items() if not name.startswith("_")
+}
+SPARSE_DENSITY = 0.2  # share of the sparse fixtures' first kernel left non-zero
+LSTM_STEPS, LSTM_FEATURES, LSTM_UNITS = 6, 4, 8
+VARIABLE_SIZE, VARIABLE_DECAY = 4, 0.75
 
 # The int8-I/O path warns that no input statistics were given; that is expected for full-int8 models.
 warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
@@ -124,11 +142,13 @@ def convert_keras(
     int8_io: bool = True,
     per_channel: bool = True,
     buffer_offset: bool = False,
+    sparsity: bool = False,
 ) -> bytes:
     """Convert a Keras model (fixed batch size) to a TFLite flatbuffer."""
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    optimizations = []
     if int8:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        optimizations.append(tf.lite.Optimize.DEFAULT)
         converter.representative_dataset = representative_dataset(tuple(model.inputs[0].shape))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if int8_io:
@@ -136,6 +156,11 @@ def convert_keras(
             converter.inference_output_type = tf.int8
         if not per_channel:
             converter._experimental_disable_per_channel = True
+    if sparsity:
+        # Mostly-zero constant weights are stored in the TFLite sparse format, densified by a DENSIFY op.
+        optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+    if optimizations:
+        converter.optimizations = optimizations
     if buffer_offset:
         converter._experimental_use_buffer_offset = True
     # from_keras_model exports a SavedModel first, and Keras prints the exported signature to stdout.
@@ -200,9 +225,10 @@ def invoke(data: bytes, inputs: list[np.ndarray] | None = None, *, delegates: bo
     return [interpreter.get_tensor(detail["index"]) for detail in interpreter.get_output_details()]
 
 
-def smoke_run(data: bytes) -> None:
-    """Invoke with the builtin reference kernels and with the default (XNNPACK) delegate."""
-    for delegates in (False, True):
+def smoke_run(data: bytes, *, delegate: bool = True) -> None:
+    """Invoke with the builtin reference kernels and (unless ``delegate`` is false) the default (XNNPACK)
+    delegate."""
+    for delegates in (False, True) if delegate else (False,):
         for output in invoke(data, delegates=delegates):
             if np.issubdtype(output.dtype, np.floating):
                 require(bool(np.all(np.isfinite(output))), "model produced non-finite outputs")
@@ -454,6 +480,210 @@ def build_buffer_offset() -> bytes:
 
 
 # --------------------------------------------------------------------------------------------------------
+# Sparse weights, LSTM state, resource variables
+# --------------------------------------------------------------------------------------------------------
+
+
+def sparse_fc_model(features: int, hidden: int, classes: int = 10) -> keras.Model:
+    """Dense(features -> hidden, ReLU) -> Dense(hidden -> classes); the first kernel keeps a seeded random
+    SPARSE_DENSITY of its weights, the rest are zero, so EXPERIMENTAL_SPARSITY stores it sparse."""
+    fresh_keras()
+    layers = keras.layers
+    inputs = keras.Input((features,), batch_size=1, name="features")
+    sparse = layers.Dense(hidden, activation="relu", name="sparse_fc")
+    outputs = layers.Dense(classes, name="logits")(sparse(inputs))
+    model = keras.Model(inputs, outputs, name="sparse_fc")
+    rng = np.random.default_rng(SEED)
+    kernel, bias = sparse.get_weights()
+    kernel[rng.random(kernel.shape) >= SPARSE_DENSITY] = 0.0
+    sparse.set_weights([kernel, rng.normal(0.0, 0.1, bias.shape).astype(np.float32)])
+    return model
+
+
+def sparse_index_types(data: bytes) -> list[tuple[str, str]]:
+    """(segments, indices) vector types of every SPARSE_CSR dimension, e.g. ("Uint16Vector", "Uint8Vector")."""
+    model = read_model(data)
+    types = []
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            for dim in tensor.sparsity.dimMetadata if tensor.sparsity is not None else []:
+                if dim.format == schema.DimensionType.SPARSE_CSR:
+                    types.append((SPARSE_INDEX_NAMES[dim.arraySegmentsType], SPARSE_INDEX_NAMES[dim.arrayIndicesType]))
+    return types
+
+
+def check_sparse(data: bytes, name: str, index_types: tuple[str, str]) -> None:
+    types = sparse_index_types(data)
+    require(bool(types), f"{name} has no tensor with SPARSE_CSR sparsity parameters")
+    require(index_types in types, f"{name}: expected (segments, indices) types {index_types}, got {types}")
+    require(op_histogram(data)["DENSIFY"] >= 1, f"{name} lacks the DENSIFY op")
+
+
+def sample_inputs(shape: tuple[int, ...], samples: int = 3) -> list[np.ndarray]:
+    rng = np.random.default_rng(SEED + 1)
+    return [rng.uniform(-1.0, 1.0, size=shape).astype(np.float32) for _ in range(samples)]
+
+
+def build_sparse_fc_float() -> bytes:
+    # The 128x64 weight keeps ~1600 non-zeros: Uint16 row segments next to Uint8 column indices (< 64).
+    model = sparse_fc_model(64, 128)
+    data = convert_keras(model, sparsity=True)
+    check_sparse(data, "sparse_fc_float", ("Uint16Vector", "Uint8Vector"))
+    for x in sample_inputs((1, 64)):
+        expected = model(x).numpy()
+        for delegates in (False, True):
+            (got,) = invoke(data, [x], delegates=delegates)
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    return data
+
+
+def build_sparse_fc_int8() -> bytes:
+    # 300 input features: the 64x300 weight's column indices need Uint16.
+    model = sparse_fc_model(300, 64)
+    data = convert_keras(model, int8=True, sparsity=True)
+    check_sparse(data, "sparse_fc_int8", ("Uint16Vector", "Uint16Vector"))
+    require(io_dtypes(data) == ([np.int8], [np.int8]), "sparse_fc_int8 must have int8 I/O")
+    # Sparsity changes only how the weight is stored: the dense int8 conversion computes the same bits.
+    dense = convert_keras(model, int8=True)
+    require(not sparse_index_types(dense), "the dense int8 conversion has sparse tensors")
+    rng = np.random.default_rng(SEED + 1)
+    for _ in range(3):
+        x = rng.integers(-128, 127, size=(1, 300), endpoint=True, dtype=np.int8)
+        (got,) = invoke(data, [x], delegates=False)
+        (expected,) = invoke(dense, [x], delegates=False)
+        require(np.array_equal(got, expected), "sparse int8 outputs differ from the dense int8 conversion")
+    return data
+
+
+def lstm_model() -> keras.Model:
+    fresh_keras()
+    inputs = keras.Input((LSTM_STEPS, LSTM_FEATURES), batch_size=1, name="sequence")
+    lstm = keras.layers.LSTM(LSTM_UNITS, name="lstm")
+    model = keras.Model(inputs, lstm(inputs), name="lstm")
+    kernel, recurrent_kernel, bias = lstm.get_weights()  # the bias initialises to zeros (forget gate ones)
+    lstm.set_weights(
+        [kernel, recurrent_kernel, np.random.default_rng(SEED).normal(0.0, 0.3, bias.shape).astype(np.float32)]
+    )
+    return model
+
+
+def lstm_function(model: keras.Model) -> tuple[tf.Module, tf.types.experimental.ConcreteFunction]:
+    """The Keras LSTM as a tf.function the converter fuses into UNIDIRECTIONAL_SEQUENCE_LSTM.
+
+    Keras 3 layers no longer carry the annotation the converter fuses on, so this wraps the same math in a
+    function shaped like Keras 2's ``standard_lstm``: arguments (inputs, init_h, init_c, kernel,
+    recurrent_kernel, bias), five results, and the attributes ``api_implements="lstm_..."``, ``time_major``
+    and ``go_backwards``. The converter replaces its body with the fused op; the zero initial states
+    become the op's variable state tensors.
+    """
+    kernel, recurrent_kernel, bias = (tf.constant(w, tf.float32) for w in model.get_layer("lstm").get_weights())
+
+    @tf.function(
+        autograph=False,
+        experimental_attributes={"api_implements": "lstm_fixture", "time_major": False, "go_backwards": False},
+    )
+    def standard_lstm(
+        inputs: tf.Tensor,
+        init_h: tf.Tensor,
+        init_c: tf.Tensor,
+        kernel: tf.Tensor,
+        recurrent_kernel: tf.Tensor,
+        bias: tf.Tensor,
+    ) -> tuple[tf.Tensor, ...]:
+        h, c, sequence = init_h, init_c, []
+        for step in range(inputs.shape[1]):
+            z = tf.matmul(inputs[:, step], kernel) + tf.matmul(h, recurrent_kernel) + bias
+            i, f, g, o = tf.split(z, 4, axis=1)
+            c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+            h = tf.sigmoid(o) * tf.tanh(c)
+            sequence.append(h)
+        return h, tf.stack(sequence, axis=1), h, c, tf.constant(0.0)
+
+    class Lstm(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, LSTM_STEPS, LSTM_FEATURES], tf.float32, name="sequence")])
+        def __call__(self, x: tf.Tensor) -> tf.Tensor:
+            state = tf.zeros([1, LSTM_UNITS])
+            return standard_lstm(x, state, state, kernel, recurrent_kernel, bias)[0]
+
+    module = Lstm()
+    return module, module.__call__.get_concrete_function()
+
+
+def build_lstm_float() -> bytes:
+    model = lstm_model()
+    module, function = lstm_function(model)
+    data = bytes(tf.lite.TFLiteConverter.from_concrete_functions([function], module).convert())
+
+    parsed = read_model(data)
+    graph = parsed.subgraphs[0]
+    lstms = [op for op in graph.operators if opcode_name(parsed, op.opcodeIndex) == "UNIDIRECTIONAL_SEQUENCE_LSTM"]
+    require(len(lstms) == 1, f"expected one UNIDIRECTIONAL_SEQUENCE_LSTM, got {dict(op_histogram(data))}")
+    inputs = list(lstms[0].inputs)
+    require(len(inputs) == 24 and -1 in inputs, f"expected 24 LSTM inputs with omitted ones (-1), got {inputs}")
+    states = [graph.tensors[i] for i in inputs[18:20]]  # output_state, cell_state
+    require(all(t.isVariable for t in states), "the LSTM state inputs are not variable tensors")
+    require(all(parsed.buffers[t.buffer].data is None for t in states), "the LSTM state tensors hold data")
+
+    x = sample_inputs((1, LSTM_STEPS, LSTM_FEATURES), samples=1)[0]
+    expected = model(x).numpy()
+    for delegates in (False, True):
+        np.testing.assert_allclose(invoke(data, [x], delegates=delegates)[0], expected, rtol=1e-5, atol=1e-6)
+    # The state variables carry over to the next invocation until reset_all_variables().
+    interpreter = make_interpreter(data, delegates=False)
+    interpreter.allocate_tensors()
+    outputs = []
+    for reset in (False, False, True):
+        if reset:
+            interpreter.reset_all_variables()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]))
+    require(not np.array_equal(outputs[0], outputs[1]), "the LSTM state does not carry across invocations")
+    require(np.array_equal(outputs[0], outputs[2]), "reset_all_variables() does not restore the LSTM state")
+    return data
+
+
+class MovingAverage(tf.Module):
+    """Exponential moving average of its inputs, kept in a resource variable with a seeded start value."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        start = np.random.default_rng(SEED).normal(0.0, 1.0, size=(VARIABLE_SIZE,)).astype(np.float32)
+        self.average = tf.Variable(start, name="average")
+
+    @tf.function(input_signature=[tf.TensorSpec([VARIABLE_SIZE], tf.float32, name="x")])
+    def __call__(self, x: tf.Tensor) -> tf.Tensor:
+        self.average.assign(VARIABLE_DECAY * self.average + (1.0 - VARIABLE_DECAY) * x)
+        return self.average * 2.0
+
+
+def build_variables() -> bytes:
+    module = MovingAverage()
+    start = module.average.numpy()
+    function = module.__call__.get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], module)
+    converter.experimental_enable_resource_variables = True
+    data = bytes(converter.convert())
+
+    ops = op_histogram(data)
+    missing = {"CALL_ONCE", "VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE"} - set(ops)
+    require(not missing, f"variables.tflite lacks {sorted(missing)}: {dict(ops)}")
+    subgraphs = len(read_model(data).subgraphs)
+    require(subgraphs >= 2, f"expected an initializer subgraph for CALL_ONCE, got {subgraphs} subgraph(s)")
+    # Three steps on one interpreter follow the Python recurrence, so the variable really is updated.
+    interpreter = make_interpreter(data, delegates=False)
+    interpreter.allocate_tensors()
+    average = start.astype(np.float64)
+    for x in sample_inputs((VARIABLE_SIZE,)):
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+        interpreter.invoke()
+        average = VARIABLE_DECAY * average + (1.0 - VARIABLE_DECAY) * x
+        got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+        np.testing.assert_allclose(got, 2.0 * average, rtol=1e-5, atol=1e-6)
+    return data
+
+
+# --------------------------------------------------------------------------------------------------------
 # Keras applications (weights=None: random init, nothing downloaded)
 # --------------------------------------------------------------------------------------------------------
 
@@ -505,6 +735,7 @@ class Fixture:
     filename: str
     build: Callable[[], bytes]
     runnable: bool = True
+    delegate: bool = True  # False: LiteRT's default delegate cannot prepare it, run the builtin kernels only
 
 
 FIXTURES: tuple[Fixture, ...] = (
@@ -517,6 +748,10 @@ FIXTURES: tuple[Fixture, ...] = (
     Fixture("mobilenet_v2_035_96_float.tflite", build_mobilenet_v2_float),
     Fixture("mobilenet_v2_035_96_int8.tflite", build_mobilenet_v2_int8),
     Fixture("mobilenet_v3_small_int8.tflite", build_mobilenet_v3_small_int8),
+    Fixture("sparse_fc_float.tflite", build_sparse_fc_float),
+    Fixture("sparse_fc_int8.tflite", build_sparse_fc_int8, delegate=False),
+    Fixture("lstm_float.tflite", build_lstm_float),
+    Fixture("variables.tflite", build_variables),
 )
 
 
@@ -580,7 +815,7 @@ def main(argv: list[str] | None = None) -> int:
             data = fixture.build()
             require(len(data) <= MAX_FIXTURE_BYTES, f"{fixture.filename} is {len(data)} bytes, over 2 MiB")
             if fixture.runnable:
-                smoke_run(data)
+                smoke_run(data, delegate=fixture.delegate)
             print(f"  {write_fixture(args.out / fixture.filename, data)}", flush=True)
     except FixtureError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -26,6 +26,10 @@ def test_fixture_set_is_complete() -> None:
         "mobilenet_v2_035_96_float.tflite",
         "mobilenet_v2_035_96_int8.tflite",
         "mobilenet_v3_small_int8.tflite",
+        "sparse_fc_float.tflite",
+        "sparse_fc_int8.tflite",
+        "lstm_float.tflite",
+        "variables.tflite",
     }
     assert expected <= set(ALL_MODELS)
 
@@ -185,3 +189,29 @@ def test_signatures_follow_a_rewired_graph_output() -> None:
     direct = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
     via_signature = interpreter.get_signature_runner("serving_default")(image=x)["output_0"]
     assert np.array_equal(direct, via_signature) and direct.max() <= 0  # softmax, negated
+
+
+def test_sparse_weights_keep_their_encoding() -> None:
+    model = read_tflite(MODELS / "sparse_fc_float.tflite")
+    (sparse,) = [t for t in model.main.tensors if t.sparsity is not None]
+    assert sparse.shape == (128, 64) and sparse.data is not None and sparse.data.shape == (1697,)
+    dims = sparse.sparsity.dim_metadata
+    assert [d.format for d in dims] == ["DENSE", "SPARSE_CSR"]
+    assert dims[1].segments is not None and dims[1].segments.dtype == np.uint16
+    assert dims[1].indices is not None and dims[1].indices.dtype == np.uint8
+    assert [op.type for op in model.main.ops].count("DENSIFY") == 1
+
+
+def test_lstm_keeps_omitted_inputs_and_variable_state() -> None:
+    model = read_tflite(MODELS / "lstm_float.tflite")
+    (lstm,) = [op for op in model.main.ops if op.type == "UNIDIRECTIONAL_SEQUENCE_LSTM"]
+    inputs = model.main.inputs_of(lstm)
+    assert len(inputs) == 24 and lstm.omitted_inputs == {9, 10, 11, 16, 17, 20, 21, 22, 23}
+    assert [t.is_variable for t in inputs if t is not None].count(True) == 2
+
+
+def test_remove_dead_keeps_variable_updates() -> None:
+    model = read_tflite(MODELS / "variables.tflite")
+    before = [[op.type for op in g.ops] for g in model.subgraphs]
+    assert sum(g.remove_dead() for g in model.subgraphs) == 0
+    assert [[op.type for op in g.ops] for g in model.subgraphs] == before
