@@ -6,9 +6,9 @@ from fuzz_harness import fixture_files, fuzz
 
 
 def test_mutated_fixtures_end_in_format_errors_or_valid_models() -> None:
-    stats = fuzz(fixture_files(), count=450, seed=2024, time_limit=5.0)
-    assert stats.runs == 450
+    stats = fuzz(fixture_files(), count=1500, seed=2024, time_limit=5.0)
+    assert stats.runs == 1500
     assert stats.findings == []
     assert stats.slowest_seconds < 5.0
-    assert stats.rejected > 50  # the campaign really reaches the error paths
+    assert stats.rejected > 300  # the campaign really reaches the error paths
     assert set(stats.kinds) == {"bits", "field", "truncate", "bytes"}
