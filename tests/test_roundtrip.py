@@ -215,3 +215,15 @@ def test_remove_dead_keeps_variable_updates() -> None:
     before = [[op.type for op in g.ops] for g in model.subgraphs]
     assert sum(g.remove_dead() for g in model.subgraphs) == 0
     assert [[op.type for op in g.ops] for g in model.subgraphs] == before
+
+
+def test_external_buffers_keep_metadata_inside_the_flatbuffer() -> None:
+    from ai_edge_litert import schema_py_generated as schema
+
+    data = serialize_tflite(read_tflite(MODELS / "cnn_int8.tflite"), buffers="external")
+    fb = schema.ModelT.InitFromPackedBuf(data, 0)
+    meta = {m.name.decode(): fb.buffers[m.buffer] for m in fb.metadata}
+    assert bytes(meta["min_runtime_version"].data).rstrip(b"\0") == b"1.15.0"
+    assert all(b.offset == 0 and b.data is not None for b in meta.values())
+    weights = [b for b in fb.buffers if b.offset > 1]
+    assert weights and all(b.data is None and b.size > 0 for b in weights)

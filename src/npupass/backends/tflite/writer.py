@@ -88,24 +88,26 @@ def _serialize_chunks(model: Model, buffers: str) -> list[bytes | bytearray | me
             raise WriteError(f"{total} bytes of constants do not fit inside a flatbuffer; use external buffers")
         fb_model = plan.flatbuffer([_Buffer(d) for d in plan.data])
         return [_pack(fb_model, total + tables)]
-    sizing = plan.flatbuffer([_Buffer(None, _PLACEHOLDER_OFFSET, len(d)) if len(d) else _Buffer() for d in plan.data])
+    # Constants go after the flatbuffer; metadata stays inside it, where readers of metadata look (as TF does).
+    metadata = plan.metadata_buffers
+    outside = [bool(len(d)) and i not in metadata for i, d in enumerate(plan.data)]
+
+    def buffer_table(i: int, offset: int) -> _Buffer:
+        return _Buffer(None, offset, len(plan.data[i])) if outside[i] else _Buffer(plan.data[i] or None)
+
+    sizing = plan.flatbuffer([buffer_table(i, _PLACEHOLDER_OFFSET) for i in range(len(plan.data))])
     fb_size = len(_pack(sizing, tables))
     offsets, end = [], _align(fb_size)
-    for d in plan.data:
-        offsets.append(end if len(d) else 0)
-        end = _align(end + len(d)) if len(d) else end
-    head = _pack(
-        plan.flatbuffer(
-            [_Buffer(None, off, len(d)) if len(d) else _Buffer() for d, off in zip(plan.data, offsets, strict=True)]
-        ),
-        tables,
-    )
+    for i, d in enumerate(plan.data):
+        offsets.append(end if outside[i] else 0)
+        end = _align(end + len(d)) if outside[i] else end
+    head = _pack(plan.flatbuffer([buffer_table(i, off) for i, off in enumerate(offsets)]), tables)
     if len(head) != fb_size:  # the two passes differ only in scalar values, so this cannot happen
         raise WriteError("internal error: flatbuffer size changed between sizing and writing")
     chunks: list[bytes | bytearray | memoryview] = [head]
     pos = fb_size
-    for d, off in zip(plan.data, offsets, strict=True):
-        if len(d):
+    for d, off, out in zip(plan.data, offsets, outside, strict=True):
+        if out:
             chunks.append(b"\0" * (off - pos))
             chunks.append(d)
             pos = off + len(d)
@@ -153,6 +155,10 @@ class _Plan:
         if id(value) not in self._metadata_buffer:
             self._metadata_buffer[id(value)] = self._new_buffer(memoryview(value))
         return self._metadata_buffer[id(value)]
+
+    @property
+    def metadata_buffers(self) -> set[int]:
+        return set(self._metadata_buffer.values())
 
     def _new_buffer(self, data: memoryview) -> int:
         self.data.append(data)
