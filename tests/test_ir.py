@@ -256,3 +256,11 @@ def test_check_names_the_op_writing_an_intermediate_graph_input() -> None:
     g.nx.add_edge(relu, scratch, key=("intermediate", 0), slot=0, intermediate=True)
     g.inputs.append(scratch)
     assert only_problem(g) == "tensor 'scratch' is a graph input but is produced by RELU (output 'b')"
+
+
+def test_lookups_by_name_and_graph_output_guard() -> None:
+    g, (add, relu, mul), (x, c, a, b, y) = chain()
+    assert g.find_tensor("b") is b
+    with pytest.raises(KeyError):
+        g.find_tensor("nope")
+    assert g.is_graph_output(y) and not g.is_graph_output(b)

@@ -343,10 +343,6 @@ class Table:
         at = self._field(slot)
         return self.reader.table(self.reader.deref(at)) if at else None
 
-    def table_pos(self, slot: int) -> int | None:
-        at = self._field(slot)
-        return self.reader.deref(at) if at else None
-
     def tables(self, slot: int) -> list[Table]:
         at = self._field(slot)
         if not at:

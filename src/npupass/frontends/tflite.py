@@ -55,10 +55,6 @@ def read_tflite(source: str | os.PathLike[str] | bytes) -> Model:
         raise type(exc)(f"{path}: {exc}") from None
 
 
-def looks_like_tflite(buf: bytes | mmap.mmap) -> bool:
-    return len(buf) >= 8 and buf[4:8] == IDENTIFIER
-
-
 def parse_tflite(buf: bytes | mmap.mmap) -> Model:
     """The IR of a TFLite file's bytes. The returned constants view `buf`."""
     if len(buf) < 8:

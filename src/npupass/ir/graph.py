@@ -192,10 +192,6 @@ class Graph:
     def consumer_ops(self, tensor: Tensor) -> list[Op]:
         return sorted(self.nx._succ[tensor], key=lambda op: op.seq)
 
-    def num_inputs(self, op: Op) -> int:
-        slots = [data["slot"] for edges in self.nx._pred[op].values() for data in edges.values()]
-        return max([*slots, *op.omitted_inputs], default=-1) + 1
-
     def inputs_of(self, op: Op) -> list[Tensor | None]:
         """Input tensors by slot; None where the optional input is omitted."""
         edges = [(data["slot"], t) for t, keyed in self.nx._pred[op].items() for data in keyed.values()]

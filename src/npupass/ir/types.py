@@ -45,11 +45,6 @@ class DType(enum.Enum):
     def is_float(self) -> bool:
         return self in (DType.FLOAT32, DType.FLOAT16, DType.FLOAT64, DType.BFLOAT16)
 
-    @property
-    def is_integer(self) -> bool:
-        dt = self.numpy
-        return dt is not None and dt.kind in "iu"
-
     def __str__(self) -> str:
         return self.value
 
@@ -111,25 +106,6 @@ class Quantization:
     def is_affine(self) -> bool:
         """True when scales are present (a min/max-only record does not quantize anything)."""
         return self.scale.size > 0
-
-    def same_as(self, other: Quantization | None) -> bool:
-        if other is None:
-            return False
-        return (
-            self.axis == other.axis
-            and _same(self.scale, other.scale)
-            and _same(self.zero_point, other.zero_point)
-            and _same(self.min, other.min)
-            and _same(self.max, other.max)
-            and self.details_type == other.details_type
-            and self.details == other.details
-        )
-
-
-def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
 @dataclass(eq=False)
