@@ -102,6 +102,14 @@ def test_remove_dead_keeps_graph_outputs_and_side_effects() -> None:
     assert [op.type for op in g.ops] == ["ADD", "RELU", "MUL", "ASSIGN_VARIABLE", "CALL", "STABLEHLO_CUSTOM_CALL"]
 
 
+def test_remove_dead_keeps_ops_named_by_any_iterable() -> None:
+    g, (add, relu, mul), (x, c, a, b, y) = chain()
+    tanh = g.add_op(Op("TANH"), [a], [act("t1")])
+    sigmoid = g.add_op(Op("LOGISTIC"), [a], [act("t2")])
+    assert g.remove_dead(keep=(op for op in (tanh, sigmoid))) == 0
+    assert [op.type for op in g.ops] == ["ADD", "RELU", "MUL", "TANH", "LOGISTIC"]
+
+
 def test_remove_dead_removes_a_long_dead_chain_in_one_pass() -> None:
     g, (add, relu, mul), (x, c, a, b, y) = chain()
     t = a

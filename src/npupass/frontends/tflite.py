@@ -20,7 +20,7 @@ from npupass.errors import IRCheckError, ModelFormatError, UnsupportedFeatureErr
 from npupass.flatbuf import STRUCTS, Reader, Table, fields_of, gc_paused
 from npupass.ir.check import check
 from npupass.ir.graph import Graph, Model, Op, Signature, Tensor
-from npupass.ir.ops import BUILTIN_NAMES
+from npupass.ir.ops import BUILTIN_NAMES, subgraph_references
 from npupass.ir.types import DimMetadata, DType, Quantization, Sparsity, VariantSubtype
 from npupass.tflite_schema import OPTIONS2_TYPES, OPTIONS_TYPES, TENSOR_TYPES, enum_names, table_to_dict
 
@@ -353,15 +353,12 @@ class _Importer:
     def _check_subgraph_references(self, graphs: list[Graph]) -> None:
         for index, graph in enumerate(graphs):
             for op in graph.iter_ops():
-                for key, value in op.options.items():
-                    if not (key.endswith(("subgraph_index", "subgraph_indices")) or key == "subgraph"):
-                        continue
-                    for target in value if isinstance(value, list) else [value]:
-                        if not 0 <= target < len(graphs):
-                            raise ModelFormatError(
-                                f"subgraph {index}: {op.type} option {key} = {value}, "
-                                f"but there are {len(graphs)} subgraphs"
-                            )
+                for key, target in subgraph_references(op):
+                    if not 0 <= target < len(graphs):
+                        raise ModelFormatError(
+                            f"subgraph {index}: {op.type} option {key} = {op.options[key]}, "
+                            f"but there are {len(graphs)} subgraphs"
+                        )
 
     def _signature(self, s: Table, graphs: list[Graph], tensors: list[list[Tensor]]) -> Signature:
         key = _text(s.string(_SIGNATURE.slot("SignatureKey")), "signature key")

@@ -264,10 +264,11 @@ class Graph:
         from npupass.ir.ops import has_side_effects
 
         pred = self.nx._pred
+        kept = set(keep)
         live: set[Op] = set()
         needed: list[Tensor] = list(self.outputs)
         for op in self.iter_ops():
-            if op in keep or not self.outputs_of(op) or has_side_effects(op):
+            if op in kept or not self.outputs_of(op) or has_side_effects(op):
                 live.add(op)
                 needed.extend(pred[op])
         seen: set[Tensor] = set()

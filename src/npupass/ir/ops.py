@@ -42,11 +42,15 @@ def is_known(op_type: str) -> bool:
     return op_type in BUILTIN_CODES or op_type in IR_ONLY_OPS
 
 
-def runs_subgraphs(op: Op) -> bool:
-    """Whether `op`'s options name a subgraph it runs (WHILE, IF, CALL, CALL_ONCE, STABLEHLO_* ...)."""
-    return any(key.endswith(("subgraph_index", "subgraph_indices")) or key == "subgraph" for key in op.options)
+def subgraph_references(op: Op) -> list[tuple[str, int]]:
+    """(option, subgraph index) for every subgraph `op` runs (WHILE, IF, CALL, CALL_ONCE, STABLEHLO_CASE ...)."""
+    refs: list[tuple[str, int]] = []
+    for key, value in op.options.items():
+        if key.endswith(("subgraph_index", "subgraph_indices")) or key == "subgraph":
+            refs.extend((key, index) for index in (value if isinstance(value, list) else [value]))
+    return refs
 
 
 def has_side_effects(op: Op) -> bool:
     """Whether removing `op` could change behaviour even when nothing reads its outputs."""
-    return op.type in SIDE_EFFECT_OPS or runs_subgraphs(op)
+    return op.type in SIDE_EFFECT_OPS or bool(subgraph_references(op))
