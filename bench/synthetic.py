@@ -1,5 +1,7 @@
 """A synthetic TFLite model of any size, built through the IR: repeated residual blocks of
-CONV_2D(1x1) -> ADD(residual) -> RELU, each conv with its own small weights.
+CONV_2D(1x1) -> ADD(residual) -> RELU, each conv with its own small weights. With fake_quant=True
+every weight and activation also passes through a UINT8 QUANTIZE -> DEQUANTIZE pair, as in a
+QAT export (9 ops per block).
 
     python bench/synthetic.py --ops 10000 -o /tmp/synthetic_10k.tflite
 """
@@ -12,29 +14,45 @@ from pathlib import Path
 import numpy as np
 
 from npupass.backends.tflite import write_tflite
-from npupass.ir import DType, Graph, Model, Op, Signature, Tensor
+from npupass.ir import DType, Graph, Model, Op, Quantization, Signature, Tensor
 
 CHANNELS = 8
 _CONV_OPTIONS = {"padding": "VALID", "stride_w": 1, "stride_h": 1, "fused_activation_function": "NONE"}
 
 
-def synthetic_model(n_ops: int, seed: int = 0) -> Model:
-    """A runnable float model with exactly `n_ops` ops (a multiple of 3 is rounded down to blocks)."""
+def synthetic_model(n_ops: int, seed: int = 0, fake_quant: bool = False) -> Model:
+    """A runnable float model of `n_ops` ops, rounded down to whole blocks (3 ops, 9 with fake_quant)."""
     rng = np.random.default_rng(seed)
     graph = Graph("main")
     shape = (1, 4, 4, CHANNELS)
     x = graph.add_tensor(Tensor("input", DType.FLOAT32, shape))
     graph.inputs = [x]
-    for block in range(n_ops // 3):
+
+    def fake_quant(t: Tensor, scale: np.ndarray, zero_point: int, axis: int = 0) -> Tensor:
+        if not fake_quant_on:
+            return t
+        zps = np.full(scale.size, zero_point)
+        q = Tensor(t.name + "/q", DType.UINT8, t.shape, quant=Quantization(scale, zps, axis))
+        dq = Tensor(t.name + "/dq", DType.FLOAT32, t.shape)
+        graph.add_op(Op("QUANTIZE"), [t], [q])
+        graph.add_op(Op("DEQUANTIZE"), [q], [dq])
+        return dq
+
+    fake_quant_on = fake_quant
+    act_scale = np.array([8.0 / 255])
+    x = fake_quant(x, act_scale, 128)
+    for block in range(n_ops // (9 if fake_quant else 3)):
         w = rng.normal(0, 0.3, (CHANNELS, 1, 1, CHANNELS)).astype(np.float32)
         b = rng.normal(0, 0.1, CHANNELS).astype(np.float32)
         weight = Tensor(f"b{block}/w", DType.FLOAT32, w.shape, data=w)
         bias = Tensor(f"b{block}/b", DType.FLOAT32, b.shape, data=b)
         conv, added, out = (Tensor(f"b{block}/{n}", DType.FLOAT32, shape) for n in ("conv", "add", "relu"))
-        graph.add_op(Op("CONV_2D", dict(_CONV_OPTIONS), "Conv2DOptions", version=1), [x, weight, bias], [conv])
-        graph.add_op(Op("ADD", {"fused_activation_function": "NONE"}, "AddOptions"), [conv, x], [added])
+        w_in = fake_quant(weight, np.abs(w).reshape(CHANNELS, -1).max(axis=1) / 127, 128)
+        graph.add_op(Op("CONV_2D", dict(_CONV_OPTIONS), "Conv2DOptions", version=1), [x, w_in, bias], [conv])
+        conv_q = fake_quant(conv, act_scale, 128)
+        graph.add_op(Op("ADD", {"fused_activation_function": "NONE"}, "AddOptions"), [conv_q, x], [added])
         graph.add_op(Op("RELU"), [added], [out])
-        x = out
+        x = fake_quant(out, act_scale / 2, 0)
     graph.outputs = [x]
     return Model([graph], signatures=[Signature("serving_default", 0, [("input", 0)], [("output", 0)])])
 

@@ -156,20 +156,39 @@ def cmd_convert(args: argparse.Namespace) -> int:
     src, out = Path(args.model), Path(args.output)
     if _same_file(src, out) or src.resolve() == out.resolve():
         raise NpupassError(f"refusing to overwrite the input model {src}; choose another -o path")
+    if (args.explain or args.io) and not args.passes:
+        raise NpupassError(f"{'--explain' if args.explain else '--io'} needs --passes")
     start = time.perf_counter()
     model = load_model(src)
+    result: dict[str, Any] = {"input": str(src), "output": str(out)}
+    pipeline = None
+    checks: list[Any] = []
+    if args.passes:
+        pipeline, checks, failure = _run_pipeline(model, args)
+        result["pipeline"] = pipeline.to_json() if pipeline is not None else None
+        if failure is not None:
+            result["verify"] = {"passes": [c.to_json() for c in checks], "failed_pass": failure.pass_name}
+            if args.json:
+                _print_json(result | {"error": str(failure)})
+            else:
+                console = _console()
+                _render_pass_checks(console, checks)
+                console.print(f"[red]{failure}[/red]; nothing written")
+            return EXIT_DIFFERENT
     write_tflite(model, out, buffers=args.buffers)
     seconds = time.perf_counter() - start
-    result: dict[str, Any] = {
-        "input": str(src),
-        "output": str(out),
+    result |= {
         "output_bytes": out.stat().st_size,
         "ops": sum(len(g.ops) for g in model.subgraphs),
         "seconds": round(seconds, 4),
     }
+    if args.explain:
+        result["provenance"] = _provenance(model)
     status = EXIT_OK
     comparison = None
-    if args.verify:
+    if args.verify and args.passes:
+        result["verify"] = {"passes": [c.to_json() for c in checks], "failed_pass": None}
+    elif args.verify:
         from npupass.verify import verify_files
 
         with _progress("verifying", args.samples) as progress:
@@ -180,10 +199,120 @@ def cmd_convert(args: argparse.Namespace) -> int:
         _print_json(result)
         return status
     console = _console()
+    if pipeline is not None:
+        _render_pipeline(console, pipeline, explain=args.explain, provenance=result.get("provenance", []))
+    if checks:
+        _render_pass_checks(console, checks)
     console.print(f"wrote {out} ({result['output_bytes']:,} bytes, {result['ops']} ops) in {seconds:.2f} s")
     if comparison is not None:
         _render_comparison(console, comparison, str(src), str(out))
     return status
+
+
+def _run_pipeline(model: Any, args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
+    """Run --passes on `model`; returns (result or None, per-pass checks, verification failure or None)."""
+    from npupass.passes import PassManager, PassVerificationError
+    from npupass.passes.manager import parse_pipeline
+
+    names = parse_pipeline(args.passes)
+    options: dict[str, dict[str, Any]] = {}
+    if args.io:
+        if "fold-fake-quant" not in names:
+            raise NpupassError("--io applies to fold-fake-quant, which is not in --passes")
+        options["fold-fake-quant"] = {"io": args.io}
+    manager = PassManager(names, options=options, check=args.check)
+    verifier = None
+    if args.verify:
+        from npupass.verify.passes import PassVerifier
+
+        verifier = PassVerifier(samples=args.samples, seed=args.seed)
+    with _progress_label("running passes") as progress:
+        try:
+            result = manager.run(model, verify=verifier or False, progress=progress)
+        except PassVerificationError as failure:
+            return None, verifier.checks if verifier else [], failure
+    return result, verifier.checks if verifier else [], None
+
+
+@contextlib.contextmanager
+def _progress_label(label: str) -> Iterator[Callable[[str], None] | None]:
+    """A spinner on stderr naming the running step, when stderr is a terminal."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield None
+        return
+    with console.status(label) as status:
+        yield lambda name: status.update(f"{label}: {name}")
+
+
+def _provenance(model: Any) -> list[dict[str, Any]]:
+    rows = []
+    for index, graph in enumerate(model.subgraphs):
+        for op in graph.ops:
+            if op.provenance:
+                outs = graph.outputs_of(op)
+                rows.append(
+                    {
+                        "subgraph": index,
+                        "op": op.type,
+                        "output": outs[0].name if outs else "",
+                        "rules": op.provenance.get("rules", []),
+                        "from": op.provenance.get("from", []),
+                    }
+                )
+    return rows
+
+
+def _render_pipeline(console: Console, pipeline: Any, explain: bool, provenance: list[dict[str, Any]]) -> None:
+    table = Table(title="Passes", title_justify="left")
+    for col in ("pass", "runs", "rewrites", "declined", "seconds"):
+        table.add_column(col)
+    for p in pipeline.passes:
+        rewrites = ", ".join(f"{rule} {n}" for rule, n in sorted(p.rewrites.items())) or "-"
+        table.add_row(p.name, str(p.runs), rewrites, str(len(p.declines)), f"{p.seconds:.3f}")
+    console.print(table)
+    if not explain:
+        return
+    for p in pipeline.passes:
+        for d in p.declines:
+            console.print(f"{p.name}: {d.message}")
+    for row in provenance:
+        console.print(f"{row['op']} '{row['output']}' <- {', '.join(row['rules'])} from {', '.join(row['from'])}")
+
+
+def _render_pass_checks(console: Console, checks: list[Any]) -> None:
+    table = Table(title="Verification after each pass (LiteRT)", title_justify="left")
+    for col in ("pass", "max rel. error", "max steps", "within tolerance", "arg-max agree", ""):
+        table.add_column(col)
+    for c in checks:
+        verdict = "[red]CHANGED[/red]" if c.problem else "[green]ok[/green]"
+        table.add_row(
+            c.name, f"{c.max_rel_error:.3g}", str(c.max_steps), f"{c.within:.4%}", f"{c.argmax_agreement:.1%}", verdict
+        )
+    console.print(table)
+
+
+def cmd_passes(args: argparse.Namespace) -> int:
+    from npupass.passes import DEFAULT_PIPELINE, PASSES
+
+    rows = [
+        {
+            "name": name,
+            "summary": cls.summary,
+            "requires": sorted(cls.requires),
+            "guarantees": sorted(cls.guarantees),
+            "rules": [rule.name for rule in getattr(cls, "rules", ())],
+        }
+        for name, cls in PASSES.items()
+    ]
+    if args.json:
+        _print_json({"default_pipeline": DEFAULT_PIPELINE, "passes": rows})
+        return EXIT_OK
+    console = _console()
+    for row in rows:
+        console.print(f"[bold]{row['name']}[/bold]  {row['summary']}")
+    console.print(f"default pipeline: {DEFAULT_PIPELINE}")
+    return EXIT_OK
 
 
 # --- verify ------------------------------------------------------------------------------------
@@ -258,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.set_defaults(func=cmd_info)
 
-    convert = sub.add_parser("convert", help="read a model and write it as TFLite")
+    convert = sub.add_parser("convert", help="read a model, optionally run passes, and write it as TFLite")
     convert.add_argument("model", help="the input model (never modified)")
     convert.add_argument("-o", "--output", required=True, help="the .tflite file to write (written atomically)")
     convert.add_argument(
@@ -267,11 +396,40 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="where constants go: inside the flatbuffer, after it, or as in the input (default)",
     )
-    convert.add_argument("--verify", action="store_true", help="compare the output with the input in LiteRT")
+    convert.add_argument(
+        "--passes",
+        metavar="LIST",
+        help="comma-separated passes to run, e.g. fold-batch-norm,fuse-activations,fold-fake-quant "
+        "(see `npupass passes`)",
+    )
+    convert.add_argument(
+        "--io",
+        choices=("float", "int8"),
+        help="fold-fake-quant: keep float graph inputs/outputs (QUANTIZE/DEQUANTIZE at the ends; default) "
+        "or make them int8",
+    )
+    convert.add_argument(
+        "--explain",
+        action="store_true",
+        help="list every declined rewrite with its reason, and where new ops came from",
+    )
+    convert.add_argument(
+        "--no-check", dest="check", action="store_false", help="skip the structural IR check after each pass"
+    )
+    convert.add_argument(
+        "--verify",
+        action="store_true",
+        help="compare outputs in LiteRT: after each pass with --passes (naming the first pass that changed them), "
+        "else output against input",
+    )
     convert.add_argument("--samples", type=_positive, default=3, help="seeded inputs for --verify (default 3)")
     convert.add_argument("--seed", type=int, default=0, help="first seed for --verify (default 0)")
     convert.add_argument("--json", action="store_true", help="print the result as JSON")
     convert.set_defaults(func=cmd_convert)
+
+    passes = sub.add_parser("passes", help="list the passes with one-line descriptions")
+    passes.add_argument("--json", action="store_true", help="print the list as JSON")
+    passes.set_defaults(func=cmd_passes)
 
     verify = sub.add_parser("verify", help="compare two TFLite models on seeded inputs in LiteRT")
     verify.add_argument("a", help="the reference model")

@@ -135,6 +135,11 @@ def _defaults(table: str) -> dict[str, Any]:
     return table_to_dict(table, getattr(schema, table + "T")())
 
 
+def default_options(table: str) -> dict[str, Any]:
+    """Every field of the options table `table` at its schema default (a fresh dict to fill in)."""
+    return dict(_defaults(table))
+
+
 def non_default_options(options_type: str | None, options: dict[str, Any]) -> dict[str, Any]:
     """The options whose values differ from the schema's defaults (what a reader of a table needs)."""
     if options_type is None:

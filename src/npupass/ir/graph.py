@@ -238,6 +238,20 @@ class Graph:
         else:
             self.nx.add_edge(self.add_tensor(tensor), op, key=slot, slot=slot)
 
+    def set_output(self, op: Op, slot: int, tensor: Tensor) -> None:
+        """Make `op` write `tensor` at output `slot` (the tensor it wrote there stays, unwritten)."""
+        for t, keyed in list(self.nx._succ[op].items()):
+            for key, data in list(keyed.items()):
+                if data["slot"] == slot and not data.get("intermediate"):
+                    self.nx.remove_edge(op, t, key=key)
+        self.nx.add_edge(op, self.add_tensor(tensor), key=slot, slot=slot)
+
+    def drop_unused(self, *tensors: Tensor) -> None:
+        """Remove those of `tensors` that no op touches and that are not graph inputs or outputs."""
+        for t in tensors:
+            if t in self.nx and self.nx.degree(t) == 0 and t not in self.inputs and not self.is_graph_output(t):
+                self.nx.remove_node(t)
+
     def replace_uses(self, old: Tensor, new: Tensor) -> None:
         """Rewire every consumer of `old`, and graph outputs, to `new`."""
         for op, slot in self.consumers(old):

@@ -1,0 +1,31 @@
+"""Graph-rewriting passes and the PassManager that runs them (see manager.py for the contract)."""
+
+from npupass.passes import fold_batch_norm, fold_fake_quant, fuse_activations  # noqa: F401 - registers them
+from npupass.passes.manager import (
+    PASSES,
+    Decline,
+    Pass,
+    PassManager,
+    PassResult,
+    PassVerificationError,
+    PipelineError,
+    PipelineResult,
+    available_passes,
+    run_passes,
+)
+
+DEFAULT_PIPELINE = "fold-batch-norm,fuse-activations,fold-fake-quant"
+
+__all__ = [
+    "DEFAULT_PIPELINE",
+    "PASSES",
+    "Decline",
+    "Pass",
+    "PassManager",
+    "PassResult",
+    "PassVerificationError",
+    "PipelineError",
+    "PipelineResult",
+    "available_passes",
+    "run_passes",
+]

@@ -1,0 +1,394 @@
+"""fold-batch-norm: batch norms and constant affine chains into the weights and bias before them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from npupass.ir.graph import Graph, Op, Tensor
+from npupass.ir.types import DType, Quantization
+from npupass.passes.manager import Match, RewritePass, Rule, register
+from npupass.passes.pattern import (
+    WEIGHTED_OPS,
+    channel_vector,
+    constant_operand,
+    fused_activation,
+    input_at,
+    is_quantized,
+    new_constant,
+    output,
+    producer_of,
+    real_values,
+    replace_chain,
+    shared_problem,
+    sole_use_problem,
+)
+from npupass.tflite_schema import default_options
+
+
+@dataclass
+class BatchNormMatch(Match):
+    params: list[np.ndarray]
+
+
+class BatchNormToAffine(Rule):
+    """BATCH_NORM(x, gamma, beta, mean, var) ==> ADD(MUL(x, s), t) with s = gamma / sqrt(var + eps)
+    and t = beta - mean * s, per channel of the last axis (the folding rules then take it further)."""
+
+    name = "batch-norm-to-affine"
+    anchors = frozenset({"BATCH_NORM"})
+    verb = "rewritten"
+
+    def match(self, graph: Graph, op: Op) -> Match | None:
+        return BatchNormMatch([op], [])
+
+    def check(self, graph: Graph, m: Match) -> str | None:
+        assert isinstance(m, BatchNormMatch)
+        op = m.ops[0]
+        x, *params = graph.inputs_of(op)
+        if x is None or len(params) != 4 or x.shape is None:
+            return "BATCH_NORM needs x of known shape and gamma, beta, mean, var"
+        if not x.dtype.is_float or is_quantized(x):
+            return "only float batch norms are folded"
+        channels = x.shape[-1]
+        for what, t in zip(("gamma", "beta", "mean", "var"), params, strict=True):
+            values = real_values(t) if t is not None else None
+            vector = channel_vector(values, channels) if values is not None else None
+            if vector is None:
+                return f"{what} is not a constant with one value per channel"
+            m.params.append(vector)
+        return None
+
+    def describe(self, graph: Graph, m: Match) -> str:
+        return f"BATCH_NORM '{output(graph, m.ops[0]).name}' not rewritten"
+
+    def rewrite(self, graph: Graph, m: Match) -> list[Op]:
+        assert isinstance(m, BatchNormMatch)
+        bn = m.ops[0]
+        gamma, beta, mean, var = m.params
+        eps = float(bn.options.get("epsilon", 1e-5))
+        scale = gamma / np.sqrt(var + eps)
+        shift = beta - mean * scale
+        x = graph.inputs_of(bn)[0]
+        assert x is not None
+        result = output(graph, bn)
+        base = result.name
+        scaled = Tensor(f"{base}/scaled", result.dtype, result.shape, shape_signature=result.shape_signature)
+        mul = Op("MUL", {"fused_activation_function": "NONE"}, "MulOptions", name=f"{base}/mul")
+        add = Op("ADD", default_options("AddOptions"), "AddOptions", name=f"{base}/add")
+        mul.seq = add.seq = bn.seq
+        left = [t for t in graph.inputs_of(bn) if t is not None]
+        graph.remove_op(bn)
+        graph.add_op(mul, [x, new_constant(f"{base}/scale", scale)], [scaled])
+        graph.add_op(add, [scaled, new_constant(f"{base}/shift", shift)], [result])
+        graph.drop_unused(*left)
+        return [mul, add]
+
+
+@dataclass
+class FoldMatch(Match):
+    affine: Op
+    producer: Op
+    constant: Tensor
+    slot: int
+
+
+def _fold_match(graph: Graph, op: Op, constant_slots: tuple[int, ...]) -> FoldMatch | None:
+    found = constant_operand(graph, op, constant_slots)
+    if found is None:
+        return None
+    slot, const, x = found
+    producer = producer_of(graph, x, *WEIGHTED_OPS)
+    if producer is None:
+        return None
+    return FoldMatch([op, producer], op, producer, const, slot)
+
+
+def _common_problem(graph: Graph, m: FoldMatch) -> str | None:
+    p = m.producer
+    if fused_activation(p) != "NONE":
+        return f"{p.type} has fused {fused_activation(p)}, which does not commute with the {m.affine.type}"
+    problem = sole_use_problem(graph, output(graph, p), f"{p.type} output")
+    if problem:
+        return problem
+    weight_slot, bias_slot, _ = WEIGHTED_OPS[p.type]
+    weight = input_at(graph, p, weight_slot)
+    if weight is None or not weight.is_constant:
+        source = producer_of(graph, weight)
+        how = f" (written by {source.type})" if source is not None else ""
+        return f"weight '{weight.name if weight else '?'}' is not a constant{how}"
+    if weight.sparsity is not None:
+        return f"weight '{weight.name}' is stored sparse"
+    problem = shared_problem(graph, weight, p, "weight")
+    bias = input_at(graph, p, bias_slot)
+    if problem is None and bias is not None:
+        if not bias.is_constant:
+            return f"bias '{bias.name}' is not a constant"
+        problem = shared_problem(graph, bias, p, "bias")
+    return problem
+
+
+def _channels(graph: Graph, p: Op) -> int:
+    weight_slot, _, axis = WEIGHTED_OPS[p.type]
+    weight = input_at(graph, p, weight_slot)
+    assert weight is not None and weight.shape is not None
+    return weight.shape[axis]
+
+
+def _along(vector: np.ndarray, axis: int, ndim: int) -> np.ndarray:
+    shape = [1] * ndim
+    shape[axis] = -1
+    return vector.reshape(shape)
+
+
+def _factor(m: FoldMatch, channels: int) -> np.ndarray | None:
+    values = real_values(m.constant)
+    if values is None:
+        return None
+    vector = channel_vector(values, channels)
+    if vector is None or m.affine.type != "DIV":
+        return vector
+    return None if np.any(vector == 0) else 1.0 / vector
+
+
+def _take_over(graph: Graph, m: FoldMatch) -> None:
+    """The producer writes the affine op's output, with its fused activation; the affine op goes."""
+    p, affine = m.producer, m.affine
+    inner, result = output(graph, p), output(graph, affine)
+    p.options["fused_activation_function"] = fused_activation(affine) or "NONE"
+    graph.remove_op(affine)
+    graph.set_output(p, 0, result)
+    graph.drop_unused(inner, m.constant)
+
+
+class FoldScale(Rule):
+    """P -> MUL(c) or DIV(c) ==> P with W' = W * c and b' = b * c along W's output-channel axis
+    (c = 1/divisor for DIV). In quantized graphs c > 0 goes into the per-channel weight scales
+    (s_w' = s_w * c, bias scale likewise), so the int8 weights and int32 bias stay as they are."""
+
+    name = "fold-scale"
+    anchors = frozenset({"MUL", "DIV"})
+    verb = "folded into"
+
+    def match(self, graph: Graph, op: Op) -> Match | None:
+        return _fold_match(graph, op, (1,) if op.type == "DIV" else (0, 1))
+
+    def check(self, graph: Graph, m: Match) -> str | None:
+        assert isinstance(m, FoldMatch)
+        problem = _common_problem(graph, m)
+        if problem:
+            return problem
+        factor = _factor(m, _channels(graph, m.producer))
+        if factor is None:
+            return f"constant '{m.constant.name}' is not one finite nonzero factor per output channel"
+        weight = input_at(graph, m.producer, WEIGHTED_OPS[m.producer.type][0])
+        assert weight is not None
+        if is_quantized(output(graph, m.producer)):
+            if not is_quantized(weight) or weight.quant is None or np.any(weight.quant.zero_point != 0):
+                return "quantized op without a symmetric int8 weight"
+            if np.any(factor <= 0):
+                return "a factor is not positive, so the int8 weight scales cannot absorb it"
+        elif weight.dtype is not DType.FLOAT32:
+            return f"weight '{weight.name}' is {weight.dtype}, not FLOAT32"
+        return None
+
+    def rewrite(self, graph: Graph, m: Match) -> list[Op]:
+        assert isinstance(m, FoldMatch)
+        p = m.producer
+        weight_slot, bias_slot, axis = WEIGHTED_OPS[p.type]
+        weight, bias = input_at(graph, p, weight_slot), input_at(graph, p, bias_slot)
+        assert weight is not None and weight.data is not None and weight.shape is not None
+        factor = _factor(m, weight.shape[axis])
+        assert factor is not None
+        if is_quantized(output(graph, p)):
+            assert weight.quant is not None
+            w_scale = np.broadcast_to(weight.quant.scale.astype(np.float64), factor.shape) * factor
+            _replace(graph, p, weight_slot, _requantized(weight, w_scale, axis))
+            if bias is not None and bias.quant is not None:
+                b_scale = np.broadcast_to(bias.quant.scale.astype(np.float64), factor.shape) * factor
+                _replace(graph, p, bias_slot, _requantized(bias, b_scale, 0))
+        else:
+            scaled = weight.data.astype(np.float64) * _along(factor, axis, weight.data.ndim)
+            _replace(graph, p, weight_slot, new_constant(weight.name, scaled))
+            if bias is not None and bias.data is not None:
+                _replace(graph, p, bias_slot, new_constant(bias.name, bias.data.astype(np.float64) * factor))
+        _take_over(graph, m)
+        return [p]
+
+
+def _requantized(t: Tensor, scale: np.ndarray, axis: int) -> Tensor:
+    """`t` with the same integer data and new per-channel scales on `axis`."""
+    assert t.data is not None
+    q = Quantization(scale.astype(np.float32), np.zeros(scale.size, dtype=np.int64), axis)
+    return Tensor(t.name, t.dtype, t.shape, t.data, quant=q, shape_signature=t.shape_signature)
+
+
+def _replace(graph: Graph, op: Op, slot: int, new: Tensor) -> None:
+    old = input_at(graph, op, slot)
+    graph.set_input(op, slot, new)
+    if old is not None:
+        graph.drop_unused(old)
+
+
+class FoldShift(Rule):
+    """P -> ADD(d) or SUB(d) ==> P with b' = b + d (b - d for SUB) per output channel; a missing bias
+    becomes d. In quantized graphs: b_int32' = b_int32 + round(d / (s_in * s_w)) per channel."""
+
+    name = "fold-shift"
+    anchors = frozenset({"ADD", "SUB"})
+    verb = "folded into"
+
+    def match(self, graph: Graph, op: Op) -> Match | None:
+        return _fold_match(graph, op, (1,) if op.type == "SUB" else (0, 1))
+
+    def check(self, graph: Graph, m: Match) -> str | None:
+        assert isinstance(m, FoldMatch)
+        problem = _common_problem(graph, m)
+        if problem:
+            return problem
+        values = real_values(m.constant)
+        if values is None or channel_vector(values, _channels(graph, m.producer)) is None:
+            return f"constant '{m.constant.name}' is not one value per output channel"
+        if is_quantized(output(graph, m.producer)):
+            p = m.producer
+            weight = input_at(graph, p, WEIGHTED_OPS[p.type][0])
+            x = graph.inputs_of(p)[0]
+            if weight is None or weight.quant is None or x is None or not is_quantized(x):
+                return "quantized op without quantized input and weight"
+        return None
+
+    def rewrite(self, graph: Graph, m: Match) -> list[Op]:
+        assert isinstance(m, FoldMatch)
+        p = m.producer
+        weight_slot, bias_slot, axis = WEIGHTED_OPS[p.type]
+        weight, bias = input_at(graph, p, weight_slot), input_at(graph, p, bias_slot)
+        assert weight is not None and weight.shape is not None
+        channels = weight.shape[axis]
+        values = real_values(m.constant)
+        assert values is not None
+        shift = channel_vector(values, channels)
+        assert shift is not None
+        if m.affine.type == "SUB":
+            shift = -shift
+        base = bias.name if bias is not None else f"{output(graph, p).name}/bias"
+        if is_quantized(output(graph, p)):
+            x = graph.inputs_of(p)[0]
+            assert x is not None and x.quant is not None and weight.quant is not None
+            bias_scale = float(x.quant.scale[0]) * np.broadcast_to(weight.quant.scale.astype(np.float64), (channels,))
+            current = np.zeros(channels) if bias is None or bias.data is None else bias.data.astype(np.float64)
+            ints = current + np.round(shift / bias_scale)
+            q = Quantization(bias_scale.astype(np.float32), np.zeros(channels, dtype=np.int64), 0)
+            new_bias = new_constant(base, ints, DType.INT32, q)
+        else:
+            current = np.zeros(channels) if bias is None or bias.data is None else bias.data.astype(np.float64)
+            new_bias = new_constant(base, current + shift)
+        _replace(graph, p, bias_slot, new_bias)
+        _take_over(graph, m)
+        return [p]
+
+
+@dataclass
+class DepthwiseMatch(Match):
+    mul: Op
+    add: Op
+    x: Tensor
+
+
+class AffineToDepthwise(Rule):
+    """MUL(x, s) -> ADD(d) per channel that fold-scale cannot fold (a pre-activation batch norm, or a
+    producer whose output has other readers) ==> DEPTHWISE_CONV_2D(x, W = s as [1,1,1,C], b = d),
+    1x1, stride 1: one op an NPU runs well. (fold-scale is tried first on every MUL.)"""
+
+    name = "affine-to-depthwise"
+    anchors = frozenset({"MUL"})
+    verb = "lowered with"
+
+    def match(self, graph: Graph, op: Op) -> Match | None:
+        found = constant_operand(graph, op)
+        if found is None:
+            return None
+        x = found[2]
+        users = graph.consumer_ops(output(graph, op))
+        if len(users) != 1 or users[0].type not in ("ADD", "SUB"):
+            return None
+        add = users[0]
+        shift = constant_operand(graph, add, (1,) if add.type == "SUB" else (0, 1))
+        if shift is None or shift[2] is not output(graph, op):
+            return None
+        return DepthwiseMatch([op, add], op, add, x)
+
+    def check(self, graph: Graph, m: Match) -> str | None:
+        assert isinstance(m, DepthwiseMatch)
+        x = m.x
+        if x.shape is None or len(x.shape) != 4:
+            return "input is not 4-D (NHWC)"
+        if x.dtype is not DType.FLOAT32 or is_quantized(x):
+            return "quantized MUL + ADD kept: a depthwise conv would requantize the constants"
+        if fused_activation(m.mul) != "NONE":
+            return f"MUL has fused {fused_activation(m.mul)}"
+        problem = sole_use_problem(graph, output(graph, m.mul), "MUL output")
+        if problem:
+            return problem
+        for op in (m.mul, m.add):
+            found = constant_operand(graph, op)
+            values = real_values(found[1]) if found is not None else None
+            if values is None or channel_vector(values, x.shape[-1]) is None or values.ndim > 4:
+                return f"the {op.type} constant is not one value per channel"
+        return None
+
+    def rewrite(self, graph: Graph, m: Match) -> list[Op]:
+        assert isinstance(m, DepthwiseMatch)
+        x = m.x
+        assert x.shape is not None
+        channels = x.shape[-1]
+        vectors = []
+        for op in (m.mul, m.add):
+            found = constant_operand(graph, op)
+            assert found is not None
+            values = real_values(found[1])
+            assert values is not None
+            vector = channel_vector(values, channels)
+            assert vector is not None
+            vectors.append(vector)
+        scale, shift = vectors
+        if m.add.type == "SUB":
+            shift = -shift
+        base = output(graph, m.add).name
+        options = default_options("DepthwiseConv2DOptions") | {
+            "padding": "VALID",
+            "stride_w": 1,
+            "stride_h": 1,
+            "depth_multiplier": 1,
+            "dilation_w_factor": 1,
+            "dilation_h_factor": 1,
+            "fused_activation_function": fused_activation(m.add) or "NONE",
+        }
+        dw = Op("DEPTHWISE_CONV_2D", options, "DepthwiseConv2DOptions", name=m.add.name)
+        dw.seq = m.add.seq
+        weight = new_constant(f"{base}/scale", scale.reshape(1, 1, 1, channels))
+        bias = new_constant(f"{base}/shift", shift)
+        replace_chain(graph, [m.mul, m.add], dw, [x, weight, bias])
+        return [dw]
+
+
+@register
+class FoldBatchNorm(RewritePass):
+    """Fold batch norms and constant scale/shift chains into the preceding weighted op.
+
+    For P in CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, TRANSPOSE_CONV with weight W and bias b:
+    BATCH_NORM ==> MUL(s) + ADD(t), s = gamma / sqrt(var + eps), t = beta - mean * s;
+    P -> MUL(c) | DIV(c) ==> W' = W * c, b' = b * c (per output channel or scalar);
+    P -> ADD(d) | SUB(d) ==> b' = b + d;
+    so P -> BN ==> W' = W * gamma / sqrt(var + eps), b' = (b - mean) * gamma / sqrt(var + eps) + beta.
+    A MUL + ADD with no weighted op before it becomes a 1x1 DEPTHWISE_CONV_2D.
+    Guards: P's output has one consumer and is not a graph output; W and b are not shared; P has no
+    fused activation. Quantized graphs fold scales into the per-channel weight scales (int8 weights
+    unchanged) and shifts into the int32 bias.
+    """
+
+    name = "fold-batch-norm"
+    summary = "fold BATCH_NORM and constant MUL/DIV/ADD/SUB into conv/FC weights and bias; lone BN -> 1x1 depthwise"
+    guarantees = frozenset({"no-ir-only-ops"})
+    max_steps = 1  # quantized graphs: folding drops an intermediate rounding
+    rules = (BatchNormToAffine(), FoldScale(), FoldShift(), AffineToDepthwise())

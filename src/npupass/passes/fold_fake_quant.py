@@ -1,0 +1,458 @@
+"""fold-fake-quant: turn a float graph carrying fake-quant into a real int8 graph."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from npupass.errors import NpupassError
+from npupass.ir.graph import Graph, Model, Op, Tensor
+from npupass.ir.types import DType, Quantization
+from npupass.passes.manager import Context, Pass, PipelineError, label, register
+from npupass.passes.pattern import WEIGHTED_OPS, fused_activation, input_at, output
+
+INT8_MIN, INT8_MAX = -128, 127
+
+
+class MissingQuantizationError(NpupassError):
+    """An activation has no fake-quant range to take its quantization from."""
+
+
+def quantization(scale: Any, zero_point: Any, axis: int = 0) -> Quantization:
+    return Quantization(np.asarray(scale, dtype=np.float32), np.asarray(zero_point, dtype=np.int64), axis)
+
+
+def fake_quant_params(lo: float, hi: float, num_bits: int, narrow_range: bool) -> Quantization:
+    """TensorFlow's FakeQuant nudging of [lo, hi] to a grid with an exact zero, as int8 quantization."""
+    if not 2 <= num_bits <= 8:
+        raise PipelineError(f"FAKE_QUANT with {num_bits} bits cannot become int8")
+    qmin, qmax = (1 if narrow_range else 0), (1 << num_bits) - 1
+    scale = (hi - lo) / (qmax - qmin) if hi > lo else 1.0
+    zero_point = int(np.clip(np.round(qmin - lo / scale), qmin, qmax))
+    return quantization([scale], [zero_point - 128])
+
+
+def as_int8(q: Quantization, dtype: DType) -> Quantization:
+    """The quantization of a UINT8 or INT8 tensor restated for INT8 (UINT8 zero points shift by 128)."""
+    zero_point = q.zero_point if q.zero_point.size else np.zeros(q.scale.size, dtype=np.int64)
+    return quantization(q.scale, zero_point - (128 if dtype is DType.UINT8 else 0), q.axis)
+
+
+def quantize_values(values: np.ndarray, q: Quantization) -> np.ndarray:
+    """round(values / scale) + zero_point saturated to int8, per axis where q is per-axis."""
+    shape = [1] * values.ndim
+    if q.per_axis:
+        shape[q.axis] = -1
+    scale = q.scale.astype(np.float64).reshape(shape if q.per_axis else ())
+    zp = q.zero_point.astype(np.float64).reshape(shape if q.per_axis and q.zero_point.size > 1 else ())
+    return np.clip(np.round(values.astype(np.float64) / scale) + zp, INT8_MIN, INT8_MAX).astype(np.int8)
+
+
+def _same(a: Quantization, b: Quantization) -> bool:
+    return np.array_equal(a.scale, b.scale) and np.array_equal(a.zero_point, b.zero_point)
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a)
+    a.flags.writeable = False
+    return a
+
+
+# Ops whose int8 kernels compute on the raw integers, so their output keeps the input's quantization.
+SAME_QUANT_OPS = frozenset(
+    {
+        "MAX_POOL_2D",
+        "RESHAPE",
+        "SQUEEZE",
+        "EXPAND_DIMS",
+        "TRANSPOSE",
+        "STRIDED_SLICE",
+        "SLICE",
+        "PAD",
+        "PADV2",
+        "GATHER",
+        "SPACE_TO_DEPTH",
+        "DEPTH_TO_SPACE",
+        "SPLIT",
+        "SPLIT_V",
+        "BATCH_TO_SPACE_ND",
+        "SPACE_TO_BATCH_ND",
+        "RESIZE_NEAREST_NEIGHBOR",
+        "AVERAGE_POOL_2D",
+    }
+)
+# Ops whose int8 kernels accept exactly one output quantization.
+FIXED_OUTPUT_QUANT: dict[str, tuple[float, int]] = {
+    "SOFTMAX": (1.0 / 256, -128),
+    "LOGISTIC": (1.0 / 256, -128),
+    "TANH": (1.0 / 128, 0),
+}
+# Operator versions the TF converter writes for the int8 kernels (read from its full-int8 output).
+INT8_VERSIONS: dict[str, int] = {
+    "CONV_2D": 3,
+    "DEPTHWISE_CONV_2D": 3,
+    "FULLY_CONNECTED": 4,
+    "ADD": 2,
+    "SUB": 2,
+    "MUL": 2,
+    "AVERAGE_POOL_2D": 2,
+    "MAX_POOL_2D": 2,
+    "MEAN": 2,
+    "CONCATENATION": 2,
+    "SOFTMAX": 2,
+    "LOGISTIC": 2,
+    "TANH": 2,
+    "PAD": 2,
+    "QUANTIZE": 2,
+    "DEQUANTIZE": 2,
+    "RELU": 2,
+    "RELU6": 2,
+    "TRANSPOSE_CONV": 2,
+    "STRIDED_SLICE": 2,
+    "MINIMUM": 2,
+    "MAXIMUM": 2,
+    "RESIZE_BILINEAR": 3,
+    "RESIZE_NEAREST_NEIGHBOR": 2,
+}
+
+
+@dataclass
+class FakeQuant:
+    """A fake-quant of float tensor `source`: a QUANTIZE read only by DEQUANTIZEs, or a FAKE_QUANT;
+    `results` are the float tensors it produces."""
+
+    source: Tensor
+    quant: Quantization
+    ops: list[Op]
+    results: list[Tensor]
+
+
+def find_fake_quants(graph: Graph) -> list[FakeQuant]:
+    found = []
+    for op in graph.ops:
+        if op.type == "FAKE_QUANT":
+            src = graph.inputs_of(op)[0]
+            o = op.options
+            q = fake_quant_params(
+                float(o.get("min", 0.0)),
+                float(o.get("max", 0.0)),
+                int(o.get("num_bits", 8)),
+                bool(o.get("narrow_range")),
+            )
+            if src is not None:
+                found.append(FakeQuant(src, q, [op], [output(graph, op)]))
+        elif op.type == "QUANTIZE":
+            src, tq = graph.inputs_of(op)[0], output(graph, op)
+            if src is None or not src.dtype.is_float or tq.quant is None or tq.dtype not in (DType.INT8, DType.UINT8):
+                continue
+            readers = graph.consumer_ops(tq)
+            if not readers or any(r.type != "DEQUANTIZE" for r in readers) or graph.is_graph_output(tq):
+                continue
+            results = [output(graph, r) for r in readers]
+            found.append(FakeQuant(src, as_int8(tq.quant, tq.dtype), [op, *readers], results))
+    return found
+
+
+@dataclass
+class _Fold:
+    """Folding one graph: which tensors get which int8 quantization, and the I/O boundary tensors."""
+
+    graph: Graph
+    ctx: Context
+    io: str
+    quant: dict[Tensor, Quantization] = field(default_factory=dict)
+
+    def run(self) -> None:
+        fake_quants = find_fake_quants(self.graph)
+        if not fake_quants and not self._float_activations():
+            return  # already an integer graph
+        for fq in fake_quants:
+            if fq.source.is_constant:
+                self.fold_weight(fq)
+            else:
+                self.fold_activation(fq)
+        self.fold_dequantized_constants()
+        self.propagate()
+        self.require_quantization()
+        self.quantize_constants()
+        self.retype()
+        self.boundaries()
+        self.make_clipping_explicit()
+
+    # -- weights ----------------------------------------------------------------------------------
+    def fold_weight(self, fq: FakeQuant) -> None:
+        """W -> QUANTIZE(s, zp) -> DEQUANTIZE ==> the int8 constant QUANTIZE would compute."""
+        src = fq.source
+        assert src.data is not None
+        ints = quantize_values(np.asarray(src.data, dtype=np.float64), fq.quant)
+        weight = Tensor(src.name, DType.INT8, src.shape, _readonly(ints), fq.quant, src.shape_signature)
+        self._bypass(fq.ops, fq.results, weight)
+        self.ctx.rewrote("weight-fake-quant", [], [])
+
+    def fold_dequantized_constants(self) -> None:
+        """int8 constant -> DEQUANTIZE ==> the int8 constant (weights already quantized)."""
+        g = self.graph
+        for op in list(g.iter_ops()):
+            if op.type != "DEQUANTIZE":
+                continue
+            src = g.inputs_of(op)[0]
+            if src is None or not src.is_constant or src.dtype not in (DType.INT8, DType.UINT8) or src.quant is None:
+                continue
+            q = as_int8(src.quant, src.dtype)
+            data = np.asarray(src.data)
+            if src.dtype is DType.UINT8:
+                data = (data.astype(np.int16) - 128).astype(np.int8)
+            weight = Tensor(src.name, DType.INT8, src.shape, _readonly(data), q, src.shape_signature)
+            self._bypass([op], [output(g, op)], weight)
+            self.ctx.rewrote("dequantized-constant", [], [])
+
+    # -- activations ------------------------------------------------------------------------------
+    def fold_activation(self, fq: FakeQuant) -> None:
+        """x -> QUANTIZE -> DEQUANTIZE (or FAKE_QUANT) ==> x itself, quantized as the pair says.
+
+        At a float graph input (io="float") the QUANTIZE stays; at a graph output the DEQUANTIZE
+        stays (io="float") or the output becomes the int8 tensor under the output's name (io="int8").
+        """
+        g, src = self.graph, fq.source
+        previous = self.quant.get(src)
+        if previous is not None and not _same(previous, fq.quant):
+            raise PipelineError(f"tensor '{src.name}' carries two different fake-quant ranges")
+        self.quant[src] = fq.quant
+        rule = "fake-quant" if fq.ops[0].type == "FAKE_QUANT" else "activation-fake-quant"
+        origins = self.ctx.origins(g, fq.ops)
+        value = src
+        kept: list[Op] = []
+        if src in g.inputs and self.io == "float" and fq.ops[0].type == "QUANTIZE":
+            quantize = fq.ops[0]
+            value = output(g, quantize)
+            self.quant[value] = fq.quant
+            quantize.version = max(quantize.version, INT8_VERSIONS["QUANTIZE"])
+            kept.append(quantize)
+        removed = [op for op in fq.ops if op not in kept]
+        for op, result in zip(fq.ops[-len(fq.results) :], fq.results, strict=True):
+            if not g.is_graph_output(result):
+                continue
+            if self.io == "float" and op.type == "DEQUANTIZE":
+                kept.append(op)
+                removed.remove(op)
+            else:
+                src.name = result.name  # the int8 output keeps the output's public name
+        self._bypass(removed, [r for r in fq.results if not _produced_by_any(g, r, kept)], value)
+        for op in kept:
+            if op.type == "DEQUANTIZE":
+                g.set_input(op, 0, value)
+                op.version = max(op.version, INT8_VERSIONS["DEQUANTIZE"])
+        self.ctx.rewrote(rule, kept, origins)
+
+    def _bypass(self, ops: list[Op], results: list[Tensor], replacement: Tensor) -> None:
+        """Remove `ops`; whatever read `results` reads `replacement` (graph outputs too)."""
+        g = self.graph
+        left = [t for op in ops for t in (*g.inputs_of(op), *g.outputs_of(op)) if t is not None]
+        for op in ops:
+            g.remove_op(op)
+        for result in results:
+            g.replace_uses(result, replacement)
+        g.drop_unused(*left)
+
+    def _float_activations(self) -> list[Tensor]:
+        g = self.graph
+        return [
+            t
+            for t in g.tensors
+            if t.dtype.is_float and not t.is_constant and t not in g.inputs and not g.is_graph_output(t)
+        ]
+
+    def propagate(self) -> None:
+        """Ops computing on raw integers pass their input's quantization on (and back); ops with
+        one fixed int8 output quantization get it."""
+        g = self.graph
+        ops = g.ops
+        for _ in range(len(ops) + 1):
+            changed = False
+            for op in ops:
+                ins = [t for t in g.inputs_of(op)[:1] if t is not None]
+                outs = g.outputs_of(op)
+                if op.type in FIXED_OUTPUT_QUANT:
+                    scale, zp = FIXED_OUTPUT_QUANT[op.type]
+                    fixed = quantization([scale], [zp])
+                    for t in outs:
+                        if t not in self.quant or not _same(self.quant[t], fixed):
+                            self.quant[t] = fixed
+                            changed = True
+                if op.type not in SAME_QUANT_OPS or not ins:
+                    continue
+                x = ins[0]
+                if x in self.quant:
+                    for t in outs:
+                        if t not in self.quant:
+                            self.quant[t] = self.quant[x]
+                            changed = True
+                elif outs and outs[0] in self.quant and x.dtype.is_float:
+                    self.quant[x] = self.quant[outs[0]]
+                    changed = True
+            if not changed:
+                return
+
+    def require_quantization(self) -> None:
+        g = self.graph
+        for t in g.tensors:
+            if t.dtype.is_float and not t.is_constant and t not in self.quant:
+                at_boundary = self.io == "float" and (t in g.inputs or g.is_graph_output(t))
+                if at_boundary:
+                    continue
+                writer = g.producer(t)
+                where = f" (written by {label(g, writer)})" if writer is not None else " (a graph input)"
+                raise MissingQuantizationError(
+                    f"tensor '{t.name}'{where} has no fake-quant range; fold-fake-quant needs a FAKE_QUANT or "
+                    "QUANTIZE/DEQUANTIZE pair on every activation (it does not calibrate)"
+                )
+
+    # -- constants --------------------------------------------------------------------------------
+    def quantize_constants(self) -> None:
+        """Float weights of weighted ops become symmetric per-channel int8; float biases become int32
+        with scale = input scale x weight scale per channel; other float constants int8 per-tensor."""
+        g = self.graph
+        for op in g.ops:
+            if op.type in WEIGHTED_OPS:
+                weight_slot, bias_slot, axis = WEIGHTED_OPS[op.type]
+                weight = input_at(g, op, weight_slot)
+                if weight is not None and weight.dtype.is_float and weight.data is not None:
+                    g.set_input(op, weight_slot, _quantize_weight(weight, axis))
+                    g.drop_unused(weight)
+                    self.ctx.rewrote("float-weight", [op], [label(g, op)])
+                    weight = input_at(g, op, weight_slot)
+                bias = input_at(g, op, bias_slot)
+                x = g.inputs_of(op)[0]
+                if bias is not None and bias.dtype.is_float and bias.data is not None and weight is not None:
+                    if x is None or x not in self.quant or weight.quant is None:
+                        raise PipelineError(f"{label(g, op)}: cannot quantize its bias without input and weight scales")
+                    g.set_input(op, bias_slot, _quantize_bias(bias, self.quant[x], weight.quant))
+                    g.drop_unused(bias)
+                    self.ctx.rewrote("bias", [op], [label(g, op)])
+            for slot, t in enumerate(g.inputs_of(op)):
+                if t is not None and t.is_constant and t.dtype.is_float and op.type not in ("DEQUANTIZE",):
+                    g.set_input(op, slot, _quantize_constant(t))
+                    g.drop_unused(t)
+                    self.ctx.rewrote("float-constant", [op], [label(g, op)])
+
+    # -- types and boundaries ---------------------------------------------------------------------
+    def retype(self) -> None:
+        g = self.graph
+        for t, q in self.quant.items():
+            if t in g.nx and not (self.io == "float" and (t in g.inputs or g.is_graph_output(t))):
+                t.dtype, t.quant = DType.INT8, q
+        for op in g.iter_ops():
+            outs = g.outputs_of(op)
+            if outs and outs[0].dtype is DType.INT8 and op.type in INT8_VERSIONS:
+                op.version = max(op.version, INT8_VERSIONS[op.type])
+
+    def boundaries(self) -> None:
+        """--io float: float graph outputs get a DEQUANTIZE from their int8 value (inputs kept their
+        QUANTIZE above). --io int8: the graph's inputs and outputs are the int8 tensors."""
+        g = self.graph
+        for i, t in enumerate(list(g.outputs)):
+            if t not in self.quant:
+                continue
+            if self.io == "float":
+                writer = g.producer(t)
+                if writer is not None and writer.type == "QUANTIZE" and g.inputs_of(writer)[0] in g.inputs:
+                    continue
+                q8 = Tensor(
+                    f"{t.name}/int8", DType.INT8, t.shape, quant=self.quant[t], shape_signature=t.shape_signature
+                )
+                if writer is not None:
+                    slot = g.outputs_of(writer).index(t)
+                    g.set_output(writer, slot, q8)
+                dq = Op("DEQUANTIZE", version=INT8_VERSIONS["DEQUANTIZE"], name=f"{t.name}/dequantize")
+                g.add_op(dq, [q8], [t])
+                self.ctx.rewrote("float-output", [dq], [label(g, dq)])
+            else:
+                t.dtype, t.quant = DType.INT8, self.quant[t]
+                g.outputs[i] = t
+        if self.io == "int8":
+            for t in g.inputs:
+                if t in self.quant:
+                    t.dtype, t.quant = DType.INT8, self.quant[t]
+
+    def make_clipping_explicit(self) -> None:
+        """An int8 output whose range is exactly [0, 6] or starts at 0 clips like RELU6 or RELU: say so
+        in the op's fused activation (the same numbers), so later requantization keeps the clip."""
+        g = self.graph
+        for op in g.iter_ops():
+            if fused_activation(op) != "NONE" or op.type == "CONCATENATION":
+                continue
+            t = output(g, op)
+            if t.dtype is not DType.INT8 or t.quant is None or t.quant.per_axis:
+                continue
+            scale, zp = float(t.quant.scale[0]), int(t.quant.zero_point[0])
+            if zp != INT8_MIN:
+                continue
+            top = (INT8_MAX - zp) * scale
+            op.options["fused_activation_function"] = "RELU6" if abs(top - 6.0) <= scale / 2 else "RELU"
+            self.ctx.rewrote("implicit-activation", [op], [label(g, op)])
+
+
+def _produced_by_any(graph: Graph, t: Tensor, ops: list[Op]) -> bool:
+    return graph.producer(t) in ops
+
+
+def _quantize_weight(w: Tensor, axis: int) -> Tensor:
+    """Symmetric int8 per output channel, scale = max|w| / 127 (the grid QAT trains weights on)."""
+    values = np.asarray(w.data, dtype=np.float64)
+    moved = np.moveaxis(values, axis, 0).reshape(values.shape[axis], -1)
+    scale = np.abs(moved).max(axis=1) / INT8_MAX
+    scale[scale == 0] = 1.0
+    q = quantization(scale, np.zeros(scale.size, dtype=np.int64), axis)
+    return Tensor(w.name, DType.INT8, w.shape, _readonly(quantize_values(values, q)), q, w.shape_signature)
+
+
+def _quantize_bias(b: Tensor, x: Quantization, w: Quantization) -> Tensor:
+    scale = float(x.scale[0]) * w.scale.astype(np.float64)
+    values = np.asarray(b.data, dtype=np.float64)
+    ints = np.clip(np.round(values / scale), -(2**31), 2**31 - 1).astype(np.int32)
+    q = quantization(scale, np.zeros(scale.size, dtype=np.int64), 0)
+    return Tensor(b.name, DType.INT32, b.shape, _readonly(ints), q, b.shape_signature)
+
+
+def _quantize_constant(t: Tensor) -> Tensor:
+    """Asymmetric int8 over [min(v, 0), max(v, 0)]: a constant operand is its own calibration data."""
+    values = np.asarray(t.data, dtype=np.float64)
+    lo, hi = min(float(values.min(initial=0.0)), 0.0), max(float(values.max(initial=0.0)), 0.0)
+    scale = (hi - lo) / 255 if hi > lo else 1.0
+    zp = int(np.clip(np.round(INT8_MIN - lo / scale), INT8_MIN, INT8_MAX))
+    q = quantization([scale], [zp])
+    return Tensor(t.name, DType.INT8, t.shape, _readonly(quantize_values(values, q)), q, t.shape_signature)
+
+
+@register
+class FoldFakeQuant(Pass):
+    """Turn fake-quant into real int8 quantization.
+
+    FAKE_QUANT(min, max, num_bits, narrow_range) and QUANTIZE -> DEQUANTIZE on an activation x
+    ==> x itself as int8 with that scale and zero point (UINT8 zero points shift by 128).
+    QUANTIZE -> DEQUANTIZE on a float weight ==> the int8 weight QUANTIZE computes (per-axis stays
+    per-axis); float weights without fake-quant ==> symmetric per-channel int8, scale max|w| / 127.
+    Bias b ==> int32 round(b / (s_in * s_w[c])). An int8 range of exactly [0, 6] or [0, x] is the
+    clip a Q/DQ pair implies; it becomes the op's fused RELU6 / RELU. io="float" keeps a QUANTIZE at
+    each float input and adds a DEQUANTIZE at each output; io="int8" makes inputs and outputs int8.
+    An activation without a fake-quant range stops the pass with an error naming it.
+    """
+
+    name = "fold-fake-quant"
+    summary = "turn FAKE_QUANT and QUANTIZE->DEQUANTIZE pairs into a fully-int8 graph (weights, int32 bias)"
+    requires = frozenset({"no-ir-only-ops"})
+    guarantees = frozenset({"no-fake-quant"})
+    max_steps = 1
+    min_within = 0.999
+    io_choices: ClassVar[tuple[str, ...]] = ("float", "int8")
+
+    def __init__(self, io: str = "float") -> None:
+        if io not in self.io_choices:
+            raise PipelineError(f"fold-fake-quant: io must be float or int8, not '{io}'")
+        self.io = io
+
+    def run(self, model: Model, ctx: Context) -> None:
+        for graph in model.subgraphs:
+            _Fold(graph, ctx, self.io).run()
