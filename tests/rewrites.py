@@ -65,7 +65,7 @@ def unfold(graph: Graph, op: Op, rng: np.random.Generator, form: str = "mul-add"
     "batch-norm": a BATCH_NORM op with gamma, beta, mean, var giving the same s and t.
     The op's fused activation moves to the last new op. Returns the new ops.
     """
-    weight_slot, bias_slot, axis = WEIGHTED_OPS[op.type]
+    _, weight_slot, bias_slot, axis = WEIGHTED_OPS[op.type]
     w, b = input_at(graph, op, weight_slot), input_at(graph, op, bias_slot)
     assert w is not None and w.data is not None
     channels = w.data.shape[axis]

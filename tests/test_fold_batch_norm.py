@@ -137,27 +137,23 @@ def test_guard_shared_weight() -> None:
 
 def test_int8_scale_folds_into_weight_scales() -> None:
     """In an int8 graph a positive per-channel MUL goes into the weight scales: int8 weights unchanged."""
+    from npupass.ir.types import DType, Quantization
+
     original = load("cnn_int8")
     model = load("cnn_int8")
     g = model.main
     dw = weighted_ops(g, "DEPTHWISE_CONV_2D")[0]
     weight = input_at(g, dw, 1)
     out = output(g, dw)
-    channels = out.shape[-1]
-    factor = np.linspace(0.5, 1.5, channels)
-    from npupass.ir.types import DType, Quantization
-
-    mid_quant = Quantization(out.quant.scale / 1.0, out.quant.zero_point)
-    mid = Tensor(out.name + "/conv", DType.INT8, out.shape, quant=mid_quant)
-    # the conv's output range shrinks by the factor's largest value, so the MUL restores it
-    dw_quant = Quantization(out.quant.scale / factor.max(), out.quant.zero_point)
-    mid.quant = dw_quant
+    factor = np.linspace(0.5, 1.5, out.shape[-1])
+    # the conv's output range shrinks by the largest factor, and the MUL restores it
+    conv_quant = Quantization(out.quant.scale / factor.max(), out.quant.zero_point)
+    mid = Tensor(out.name + "/conv", DType.INT8, out.shape, quant=conv_quant)
     g.set_output(dw, 0, mid)
     c_scale = factor.max() / 127
     const = new_constant("factor", np.round(factor / c_scale), DType.INT8, Quantization([c_scale], [0]))
-    g.add_op(
-        Op("MUL", {"fused_activation_function": "NONE"}, "MulOptions", version=2, name="factor"), [mid, const], [out]
-    )
+    mul = Op("MUL", {"fused_activation_function": "NONE"}, "MulOptions", version=2, name="factor")
+    g.add_op(mul, [mid, const], [out])
     before_outputs = run(model)
     result = run_passes(model, "fold-batch-norm")
     assert result.passes[0].rewrites == {"fold-scale": 1}
@@ -167,8 +163,7 @@ def test_int8_scale_folds_into_weight_scales() -> None:
     np.testing.assert_allclose(
         new_weight.quant.scale, weight.quant.scale * np.round(factor / c_scale) * c_scale, rtol=1e-6
     )
-    after_outputs = run(model)
-    for x, y in zip(before_outputs, after_outputs, strict=True):
+    for x, y in zip(before_outputs, run(model), strict=True):
         assert np.abs(x.astype(int) - y.astype(int)).max() <= 1
 
 
@@ -192,4 +187,114 @@ def test_batch_norm_that_cannot_fold_becomes_a_depthwise_conv() -> None:
     assert [d.message for d in result.passes[0].declines] == [
         f"MUL '{DW}/mul' not folded into DEPTHWISE_CONV_2D '{DW}/conv': DEPTHWISE_CONV_2D output has 2 consumers",
     ]
+    assert rel_error(before_outputs, run(model)) <= 1e-5
+
+
+def _transpose_conv_model(with_bias: bool):
+    """A one-op TRANSPOSE_CONV model built through the IR (LiteRT runs it as the reference)."""
+    from npupass.ir import DType, Graph, Model, Signature
+    from npupass.tflite_schema import default_options
+
+    rng = np.random.default_rng(3)
+    g = Graph("main")
+    x = Tensor("x", DType.FLOAT32, (1, 4, 4, 3))
+    y = Tensor("y", DType.FLOAT32, (1, 8, 8, 5))
+    shape = new_constant("shape", np.array([1, 8, 8, 5]), DType.INT32)
+    weight = new_constant("w", rng.normal(size=(5, 3, 3, 3)))
+    bias = new_constant("b", rng.normal(size=5)) if with_bias else None
+    options = default_options("TransposeConvOptions") | {"padding": "SAME", "stride_w": 2, "stride_h": 2}
+    g.add_op(Op("TRANSPOSE_CONV", options, "TransposeConvOptions", version=3), [shape, weight, x, bias], [y])
+    g.inputs, g.outputs = [x], [y]
+    return Model([g], signatures=[Signature("serving_default", 0, [("x", 0)], [("y", 0)])])
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_fold_into_transpose_conv(with_bias: bool) -> None:
+    original = _transpose_conv_model(with_bias)
+    model = _transpose_conv_model(with_bias)
+    g = model.main
+    (tconv,) = g.ops
+    unfold(g, tconv, np.random.default_rng(5), "mul-add")
+    assert counts(model) == {"TRANSPOSE_CONV": 1, "MUL": 1, "ADD": 1}
+    result = run_passes(model, "fold-batch-norm")
+    assert counts(model) == {"TRANSPOSE_CONV": 1}
+    assert result.passes[0].rewrites == {"fold-scale": 1, "fold-shift": 1}
+    assert input_at(g, tconv, 3) is not None  # the shift became a bias where there was none
+    assert rel_error(run(original), run(model)) <= 1e-5
+
+
+def test_scalar_factor_folds_into_every_channel() -> None:
+    original = load("cnn_float")
+    model = load("cnn_float")
+    g = model.main
+    fc = weighted_ops(g, "FULLY_CONNECTED")[-1]
+    out = output(g, fc)
+    mid = Tensor(out.name + "/fc", out.dtype, out.shape)
+    g.set_output(fc, 0, mid)
+    weight = input_at(g, fc, 1)
+    g.set_input(fc, 1, new_constant(weight.name, np.asarray(weight.data) * 4.0))
+    quarter = new_constant("quarter", np.array(4.0))
+    g.add_op(Op("DIV", {"fused_activation_function": "NONE"}, "DivOptions", name="div4"), [mid, quarter], [out])
+    result = run_passes(model, "fold-batch-norm")
+    assert result.passes[0].rewrites == {"fold-scale": 1}
+    assert counts(model) == counts(original)
+    assert rel_error(run(original), run(model)) <= 1e-5
+
+
+def test_int8_shift_folds_into_int32_bias() -> None:
+    """int8 conv -> ADD(per-channel constant): b_int32' = b_int32 + round(d / (s_in * s_w))."""
+    from npupass.ir.types import DType, Quantization
+
+    original = load("cnn_int8")
+    model = load("cnn_int8")
+    g = model.main
+    dw = weighted_ops(g, "DEPTHWISE_CONV_2D")[0]
+    out = output(g, dw)
+    mid = Tensor(out.name + "/conv", DType.INT8, out.shape, quant=out.quant)
+    g.set_output(dw, 0, mid)
+    channels = out.shape[-1]
+    shift = np.linspace(-0.5, 0.5, channels)
+    d_scale = 0.5 / 127
+    const = new_constant("shift", np.round(shift / d_scale), DType.INT8, Quantization([d_scale], [0]))
+    add = Op(
+        "ADD", {"fused_activation_function": "NONE", "pot_scale_int16": True}, "AddOptions", version=2, name="shift"
+    )
+    g.add_op(add, [mid, const], [out])
+    bias = input_at(g, dw, 2)
+    before_outputs = run(model)
+    result = run_passes(model, "fold-batch-norm")
+    assert result.passes[0].rewrites == {"fold-shift": 1}
+    assert counts(model) == counts(original)
+    new_bias = input_at(g, dw, 2)
+    expected = np.asarray(bias.data) + np.round(np.round(shift / d_scale) * d_scale / bias.quant.scale.astype(float))
+    assert np.array_equal(new_bias.data, expected.astype(np.int32))
+    steps = max(
+        int(np.abs(x.astype(int) - y.astype(int)).max()) for x, y in zip(before_outputs, run(model), strict=True)
+    )
+    assert steps <= 1
+
+
+def test_shared_biases_are_folded_into_fresh_copies() -> None:
+    """The TF converter shares equal bias constants between convs (50 shared inputs in MobileNetV2);
+    a fold writes a new bias, so sharing one does not block it."""
+    model = load("mobilenet_v2_035_96_float")
+    g = model.main
+    rng = np.random.default_rng(1)
+    scaled = 0
+    for op in weighted_ops(g):
+        if op.options["fused_activation_function"] != "NONE":
+            continue
+        out = output(g, op)
+        mid = Tensor(out.name + "/pre_scale", out.dtype, out.shape)
+        g.set_output(op, 0, mid)
+        factor = new_constant(f"{out.name}/factor", rng.uniform(0.5, 2.0, out.shape[-1]))
+        g.add_op(Op("MUL", {"fused_activation_function": "NONE"}, "MulOptions"), [mid, factor], [out])
+        scaled += 1
+    biases = [input_at(g, op, 2) for op in weighted_ops(g)]
+    shared = [b for b in biases if b is not None and len(g.consumers(b)) > 1]
+    assert len(shared) > 10
+    before_outputs = run(model)
+    result = run_passes(model, "fold-batch-norm")
+    assert result.passes[0].rewrites == {"fold-scale": scaled}
+    assert result.passes[0].declines == []
     assert rel_error(before_outputs, run(model)) <= 1e-5

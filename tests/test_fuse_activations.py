@@ -115,7 +115,7 @@ def test_concatenation_keeps_its_activation_separate() -> None:
     assert relu in g.nx
     assert [d.message for d in result.passes[0].declines] == [
         f"CONCATENATION '{mid.name}' not fused with RELU 'after_concat': "
-        "LiteRT's CONCATENATION kernel refuses fused activations"
+        "LiteRT's CONCATENATION kernel does not clamp its output with a fused activation"
     ]
 
 
@@ -221,3 +221,19 @@ def test_hard_swish_guard_intermediate_used_twice() -> None:
     after = counts(model)
     assert after["HARD_SWISH"] == 0 and after["DIV"] == before["DIV"] == 1
     assert any(d.message.endswith(f"MUL output '{prod.name}' is a graph output") for d in result.passes[0].declines)
+
+
+def test_broadcasting_clamp_is_not_rewritten() -> None:
+    """MAXIMUM(x[1, 10], zeros[1, 1, 1]) is [1, 1, 10]: a RELU would change the output's shape."""
+    model = load("cnn_float")
+    g = model.main
+    (out,) = g.outputs
+    wider = Tensor("wider", out.dtype, (1, *out.shape))
+    g.add_op(Op("MAXIMUM", name="max0"), [out, new_constant("zeros", np.zeros((1, 1, 1)))], [wider])
+    g.outputs = [wider]
+    before = counts(model)
+    result = run_passes(model, "fuse-activations")
+    assert counts(model) == before
+    assert [d.message for d in result.passes[0].declines] == [
+        f"MAXIMUM '{wider.name}' not turned into a RELU: a broadcast constant makes the shape [1, 1, 10], not [1, 10]"
+    ]

@@ -21,6 +21,7 @@ from npupass.passes.pattern import (
     producer_of,
     real_values,
     replace_chain,
+    same_shape_problem,
     shared_problem,
     sole_use_problem,
 )
@@ -47,10 +48,10 @@ class BatchNormToAffine(Rule):
         assert isinstance(m, BatchNormMatch)
         op = m.ops[0]
         x, *params = graph.inputs_of(op)
-        if x is None or len(params) != 4 or x.shape is None:
+        if x is None or len(params) != 4 or not x.shape:
             return "BATCH_NORM needs x of known shape and gamma, beta, mean, var"
-        if not x.dtype.is_float or is_quantized(x):
-            return "only float batch norms are folded"
+        if x.dtype is not DType.FLOAT32 or is_quantized(x):
+            return f"only FLOAT32 batch norms are folded, not {x.dtype}"
         channels = x.shape[-1]
         for what, t in zip(("gamma", "beta", "mean", "var"), params, strict=True):
             values = real_values(t) if t is not None else None
@@ -58,6 +59,9 @@ class BatchNormToAffine(Rule):
             if vector is None:
                 return f"{what} is not a constant with one value per channel"
             m.params.append(vector)
+        eps = float(op.options.get("epsilon", 1e-5))
+        if np.any(m.params[3] + eps <= 0):
+            return "var + epsilon is not positive"
         return None
 
     def describe(self, graph: Graph, m: Match) -> str:
@@ -112,28 +116,31 @@ def _common_problem(graph: Graph, m: FoldMatch) -> str | None:
     problem = sole_use_problem(graph, output(graph, p), f"{p.type} output")
     if problem:
         return problem
-    weight_slot, bias_slot, _ = WEIGHTED_OPS[p.type]
-    weight = input_at(graph, p, weight_slot)
+    problem = same_shape_problem(output(graph, p), output(graph, m.affine))
+    if problem:
+        return problem
+    if is_quantized(output(graph, p)) and output(graph, p).dtype is not DType.INT8:
+        return f"only int8 graphs fold into weight scales, not {output(graph, p).dtype}"
+    slots = WEIGHTED_OPS[p.type]
+    weight = input_at(graph, p, slots.weight)
     if weight is None or not weight.is_constant:
         source = producer_of(graph, weight)
         how = f" (written by {source.type})" if source is not None else ""
         return f"weight '{weight.name if weight else '?'}' is not a constant{how}"
     if weight.sparsity is not None:
         return f"weight '{weight.name}' is stored sparse"
-    problem = shared_problem(graph, weight, p, "weight")
-    bias = input_at(graph, p, bias_slot)
-    if problem is None and bias is not None:
-        if not bias.is_constant:
-            return f"bias '{bias.name}' is not a constant"
-        problem = shared_problem(graph, bias, p, "bias")
-    return problem
+    bias = input_at(graph, p, slots.bias)
+    if bias is not None and not bias.is_constant:
+        return f"bias '{bias.name}' is not a constant"
+    # a shared bias is fine: the fold writes a new one (the converter shares equal biases)
+    return shared_problem(graph, weight, p, "weight")
 
 
 def _channels(graph: Graph, p: Op) -> int:
-    weight_slot, _, axis = WEIGHTED_OPS[p.type]
-    weight = input_at(graph, p, weight_slot)
+    slots = WEIGHTED_OPS[p.type]
+    weight = input_at(graph, p, slots.weight)
     assert weight is not None and weight.shape is not None
-    return weight.shape[axis]
+    return weight.shape[slots.axis]
 
 
 def _along(vector: np.ndarray, axis: int, ndim: int) -> np.ndarray:
@@ -182,7 +189,7 @@ class FoldScale(Rule):
         factor = _factor(m, _channels(graph, m.producer))
         if factor is None:
             return f"constant '{m.constant.name}' is not one finite nonzero factor per output channel"
-        weight = input_at(graph, m.producer, WEIGHTED_OPS[m.producer.type][0])
+        weight = input_at(graph, m.producer, WEIGHTED_OPS[m.producer.type].weight)
         assert weight is not None
         if is_quantized(output(graph, m.producer)):
             if not is_quantized(weight) or weight.quant is None or np.any(weight.quant.zero_point != 0):
@@ -196,7 +203,7 @@ class FoldScale(Rule):
     def rewrite(self, graph: Graph, m: Match) -> list[Op]:
         assert isinstance(m, FoldMatch)
         p = m.producer
-        weight_slot, bias_slot, axis = WEIGHTED_OPS[p.type]
+        weight_slot, bias_slot, axis = WEIGHTED_OPS[p.type][1:]
         weight, bias = input_at(graph, p, weight_slot), input_at(graph, p, bias_slot)
         assert weight is not None and weight.data is not None and weight.shape is not None
         factor = _factor(m, weight.shape[axis])
@@ -252,8 +259,8 @@ class FoldShift(Rule):
             return f"constant '{m.constant.name}' is not one value per output channel"
         if is_quantized(output(graph, m.producer)):
             p = m.producer
-            weight = input_at(graph, p, WEIGHTED_OPS[p.type][0])
-            x = graph.inputs_of(p)[0]
+            weight = input_at(graph, p, WEIGHTED_OPS[p.type].weight)
+            x = input_at(graph, p, WEIGHTED_OPS[p.type].input)
             if weight is None or weight.quant is None or x is None or not is_quantized(x):
                 return "quantized op without quantized input and weight"
         return None
@@ -261,7 +268,7 @@ class FoldShift(Rule):
     def rewrite(self, graph: Graph, m: Match) -> list[Op]:
         assert isinstance(m, FoldMatch)
         p = m.producer
-        weight_slot, bias_slot, axis = WEIGHTED_OPS[p.type]
+        _, weight_slot, bias_slot, axis = WEIGHTED_OPS[p.type]
         weight, bias = input_at(graph, p, weight_slot), input_at(graph, p, bias_slot)
         assert weight is not None and weight.shape is not None
         channels = weight.shape[axis]
@@ -273,11 +280,11 @@ class FoldShift(Rule):
             shift = -shift
         base = bias.name if bias is not None else f"{output(graph, p).name}/bias"
         if is_quantized(output(graph, p)):
-            x = graph.inputs_of(p)[0]
+            x = input_at(graph, p, WEIGHTED_OPS[p.type].input)
             assert x is not None and x.quant is not None and weight.quant is not None
             bias_scale = float(x.quant.scale[0]) * np.broadcast_to(weight.quant.scale.astype(np.float64), (channels,))
             current = np.zeros(channels) if bias is None or bias.data is None else bias.data.astype(np.float64)
-            ints = current + np.round(shift / bias_scale)
+            ints = np.clip(current + np.round(shift / bias_scale), -(2**31), 2**31 - 1)
             q = Quantization(bias_scale.astype(np.float32), np.zeros(channels, dtype=np.int64), 0)
             new_bias = new_constant(base, ints, DType.INT32, q)
         else:
@@ -327,7 +334,9 @@ class AffineToDepthwise(Rule):
             return "quantized MUL + ADD kept: a depthwise conv would requantize the constants"
         if fused_activation(m.mul) != "NONE":
             return f"MUL has fused {fused_activation(m.mul)}"
-        problem = sole_use_problem(graph, output(graph, m.mul), "MUL output")
+        problem = sole_use_problem(graph, output(graph, m.mul), "MUL output") or same_shape_problem(
+            x, output(graph, m.add)
+        )
         if problem:
             return problem
         for op in (m.mul, m.add):

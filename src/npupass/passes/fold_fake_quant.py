@@ -11,7 +11,15 @@ from npupass.errors import NpupassError
 from npupass.ir.graph import Graph, Model, Op, Tensor
 from npupass.ir.types import DType, Quantization
 from npupass.passes.manager import Context, Pass, PipelineError, label, register
-from npupass.passes.pattern import WEIGHTED_OPS, fused_activation, input_at, output
+from npupass.passes.pattern import (
+    CLAMPING_OPS,
+    WEIGHTED_OPS,
+    fused_activation,
+    input_at,
+    new_constant,
+    output,
+    same_quant_values,
+)
 
 INT8_MIN, INT8_MAX = -128, 127
 
@@ -25,9 +33,11 @@ def quantization(scale: Any, zero_point: Any, axis: int = 0) -> Quantization:
 
 
 def fake_quant_params(lo: float, hi: float, num_bits: int, narrow_range: bool) -> Quantization:
-    """TensorFlow's FakeQuant nudging of [lo, hi] to a grid with an exact zero, as int8 quantization."""
-    if not 2 <= num_bits <= 8:
-        raise PipelineError(f"FAKE_QUANT with {num_bits} bits cannot become int8")
+    """TensorFlow's FakeQuant nudging of [lo, hi] to an 8-bit grid with an exact zero, as int8."""
+    if num_bits != 8:
+        raise PipelineError(f"a {num_bits}-bit FAKE_QUANT clamps to fewer levels than int8 holds; only 8 bits fold")
+    if not hi > lo:
+        raise PipelineError(f"FAKE_QUANT range [{lo:g}, {hi:g}] is empty")
     qmin, qmax = (1 if narrow_range else 0), (1 << num_bits) - 1
     scale = (hi - lo) / (qmax - qmin) if hi > lo else 1.0
     zero_point = int(np.clip(np.round(qmin - lo / scale), qmin, qmax))
@@ -48,16 +58,6 @@ def quantize_values(values: np.ndarray, q: Quantization) -> np.ndarray:
     scale = q.scale.astype(np.float64).reshape(shape if q.per_axis else ())
     zp = q.zero_point.astype(np.float64).reshape(shape if q.per_axis and q.zero_point.size > 1 else ())
     return np.clip(np.round(values.astype(np.float64) / scale) + zp, INT8_MIN, INT8_MAX).astype(np.int8)
-
-
-def _same(a: Quantization, b: Quantization) -> bool:
-    return np.array_equal(a.scale, b.scale) and np.array_equal(a.zero_point, b.zero_point)
-
-
-def _readonly(a: np.ndarray) -> np.ndarray:
-    a = np.ascontiguousarray(a)
-    a.flags.writeable = False
-    return a
 
 
 # Ops whose int8 kernels compute on the raw integers, so their output keeps the input's quantization.
@@ -135,11 +135,10 @@ def find_fake_quants(graph: Graph) -> list[FakeQuant]:
         if op.type == "FAKE_QUANT":
             src = graph.inputs_of(op)[0]
             o = op.options
+            if "min" not in o or "max" not in o:
+                raise PipelineError(f"{label(graph, op)} has no min/max")
             q = fake_quant_params(
-                float(o.get("min", 0.0)),
-                float(o.get("max", 0.0)),
-                int(o.get("num_bits", 8)),
-                bool(o.get("narrow_range")),
+                float(o["min"]), float(o["max"]), int(o.get("num_bits", 8)), bool(o.get("narrow_range"))
             )
             if src is not None:
                 found.append(FakeQuant(src, q, [op], [output(graph, op)]))
@@ -163,12 +162,16 @@ class _Fold:
     ctx: Context
     io: str
     quant: dict[Tensor, Quantization] = field(default_factory=dict)
+    replaced: dict[Tensor, Tensor] = field(default_factory=dict)
+    """Fake-quantized float tensors already folded -> the int8 tensor that stands for them."""
 
     def run(self) -> None:
         fake_quants = find_fake_quants(self.graph)
         if not fake_quants and not self._float_activations():
             return  # already an integer graph
         for fq in fake_quants:
+            while fq.source in self.replaced:  # a fake-quant of a fake-quant (a requantization)
+                fq.source = self.replaced[fq.source]
             if fq.source.is_constant:
                 self.fold_weight(fq)
             else:
@@ -178,7 +181,8 @@ class _Fold:
         self.require_quantization()
         self.quantize_constants()
         self.retype()
-        self.boundaries()
+        self.requantize_where_needed()
+        self.float_outputs()
         self.make_clipping_explicit()
 
     # -- weights ----------------------------------------------------------------------------------
@@ -187,7 +191,7 @@ class _Fold:
         src = fq.source
         assert src.data is not None
         ints = quantize_values(np.asarray(src.data, dtype=np.float64), fq.quant)
-        weight = Tensor(src.name, DType.INT8, src.shape, _readonly(ints), fq.quant, src.shape_signature)
+        weight = new_constant(src.name, ints, DType.INT8, fq.quant)
         self._bypass(fq.ops, fq.results, weight)
         self.ctx.rewrote("weight-fake-quant", [], [])
 
@@ -204,7 +208,7 @@ class _Fold:
             data = np.asarray(src.data)
             if src.dtype is DType.UINT8:
                 data = (data.astype(np.int16) - 128).astype(np.int8)
-            weight = Tensor(src.name, DType.INT8, src.shape, _readonly(data), q, src.shape_signature)
+            weight = new_constant(src.name, data, DType.INT8, q)
             self._bypass([op], [output(g, op)], weight)
             self.ctx.rewrote("dequantized-constant", [], [])
 
@@ -212,39 +216,59 @@ class _Fold:
     def fold_activation(self, fq: FakeQuant) -> None:
         """x -> QUANTIZE -> DEQUANTIZE (or FAKE_QUANT) ==> x itself, quantized as the pair says.
 
-        At a float graph input (io="float") the QUANTIZE stays; at a graph output the DEQUANTIZE
-        stays (io="float") or the output becomes the int8 tensor under the output's name (io="int8").
+        Readers of the fake-quantized value read the int8 tensor instead. Where that value is a graph
+        output, io="float" keeps a DEQUANTIZE to it; io="int8" makes the int8 tensor the output,
+        under the output's name.
         """
-        g, src = self.graph, fq.source
-        previous = self.quant.get(src)
-        if previous is not None and not _same(previous, fq.quant):
-            raise PipelineError(f"tensor '{src.name}' carries two different fake-quant ranges")
-        self.quant[src] = fq.quant
-        rule = "fake-quant" if fq.ops[0].type == "FAKE_QUANT" else "activation-fake-quant"
+        g = self.graph
         origins = self.ctx.origins(g, fq.ops)
-        value = src
-        kept: list[Op] = []
-        if src in g.inputs and self.io == "float" and fq.ops[0].type == "QUANTIZE":
-            quantize = fq.ops[0]
-            value = output(g, quantize)
-            self.quant[value] = fq.quant
-            quantize.version = max(quantize.version, INT8_VERSIONS["QUANTIZE"])
-            kept.append(quantize)
-        removed = [op for op in fq.ops if op not in kept]
-        for op, result in zip(fq.ops[-len(fq.results) :], fq.results, strict=True):
-            if not g.is_graph_output(result):
-                continue
-            if self.io == "float" and op.type == "DEQUANTIZE":
-                kept.append(op)
-                removed.remove(op)
+        value, kept = self._int8_value(fq)
+        outputs = [r for r in fq.results if g.is_graph_output(r)]
+        left = [t for op in fq.ops if op is not kept for t in (*g.inputs_of(op), *g.outputs_of(op)) if t is not None]
+        for op in fq.ops:
+            if op is not kept:
+                g.remove_op(op)
+        new_ops = [kept] if kept is not None else []
+        for result in fq.results:
+            self.replaced[result] = value
+            for reader, slot in g.consumers(result):
+                g.set_input(reader, slot, value)
+        for result in outputs:
+            if self.io == "float":
+                dq = Op("DEQUANTIZE", version=INT8_VERSIONS["DEQUANTIZE"], name=f"{result.name}/dequantize")
+                dq.seq = fq.ops[-1].seq
+                new_ops.append(g.add_op(dq, [value], [result]))
             else:
-                src.name = result.name  # the int8 output keeps the output's public name
-        self._bypass(removed, [r for r in fq.results if not _produced_by_any(g, r, kept)], value)
-        for op in kept:
-            if op.type == "DEQUANTIZE":
-                g.set_input(op, 0, value)
-                op.version = max(op.version, INT8_VERSIONS["DEQUANTIZE"])
-        self.ctx.rewrote(rule, kept, origins)
+                g.outputs = [value if t is result else t for t in g.outputs]
+                if value not in g.inputs:
+                    value.name = result.name  # the int8 output keeps the output's public name
+        g.drop_unused(*left)
+        self.ctx.rewrote("fake-quant" if fq.ops[0].type == "FAKE_QUANT" else "activation-fake-quant", new_ops, origins)
+
+    def _int8_value(self, fq: FakeQuant) -> tuple[Tensor, Op | None]:
+        """The tensor holding fq's source as int8 with fq's quantization, and the fq op kept to make it.
+
+        That is the source itself, except: at a float graph input (io="float") a QUANTIZE makes it,
+        and a source already quantized differently (a requantization) gets a QUANTIZE to the new scale.
+        """
+        g, src, q = self.graph, fq.source, fq.quant
+        at_float_input = src in g.inputs and self.io == "float"
+        if not at_float_input:
+            previous = self.quant.setdefault(src, q)
+            if same_quant_values(previous, q):
+                return src, None
+        first = fq.ops[0]
+        if at_float_input and first.type == "QUANTIZE":
+            value, quantize = output(g, first), first
+        else:
+            value = Tensor(f"{src.name}/int8", DType.INT8, src.shape, quant=q, shape_signature=src.shape_signature)
+            quantize = Op("QUANTIZE", name=f"{value.name}/quantize")
+            quantize.seq = first.seq
+            g.add_op(quantize, [src], [value])
+        value.dtype, value.quant = DType.INT8, q
+        quantize.version = max(quantize.version, INT8_VERSIONS["QUANTIZE"])
+        self.quant[value] = q
+        return value, quantize if quantize is first else None
 
     def _bypass(self, ops: list[Op], results: list[Tensor], replacement: Tensor) -> None:
         """Remove `ops`; whatever read `results` reads `replacement` (graph outputs too)."""
@@ -278,7 +302,7 @@ class _Fold:
                     scale, zp = FIXED_OUTPUT_QUANT[op.type]
                     fixed = quantization([scale], [zp])
                     for t in outs:
-                        if t not in self.quant or not _same(self.quant[t], fixed):
+                        if t not in self.quant or not same_quant_values(self.quant[t], fixed):
                             self.quant[t] = fixed
                             changed = True
                 if op.type not in SAME_QUANT_OPS or not ins:
@@ -316,15 +340,20 @@ class _Fold:
         g = self.graph
         for op in g.ops:
             if op.type in WEIGHTED_OPS:
-                weight_slot, bias_slot, axis = WEIGHTED_OPS[op.type]
+                input_slot, weight_slot, bias_slot, axis = WEIGHTED_OPS[op.type]
                 weight = input_at(g, op, weight_slot)
                 if weight is not None and weight.dtype.is_float and weight.data is not None:
                     g.set_input(op, weight_slot, _quantize_weight(weight, axis))
                     g.drop_unused(weight)
                     self.ctx.rewrote("float-weight", [op], [label(g, op)])
                     weight = input_at(g, op, weight_slot)
+                if weight is not None and weight.quant is not None and np.any(weight.quant.zero_point != 0):
+                    raise PipelineError(
+                        f"{label(g, op)}: weight '{weight.name}' has zero point "
+                        f"{int(weight.quant.zero_point.flat[0])}; int8 {op.type} needs symmetric weights (zero point 0)"
+                    )
                 bias = input_at(g, op, bias_slot)
-                x = g.inputs_of(op)[0]
+                x = input_at(g, op, input_slot)
                 if bias is not None and bias.dtype.is_float and bias.data is not None and weight is not None:
                     if x is None or x not in self.quant or weight.quant is None:
                         raise PipelineError(f"{label(g, op)}: cannot quantize its bias without input and weight scales")
@@ -348,40 +377,58 @@ class _Fold:
             if outs and outs[0].dtype is DType.INT8 and op.type in INT8_VERSIONS:
                 op.version = max(op.version, INT8_VERSIONS[op.type])
 
-    def boundaries(self) -> None:
-        """--io float: float graph outputs get a DEQUANTIZE from their int8 value (inputs kept their
-        QUANTIZE above). --io int8: the graph's inputs and outputs are the int8 tensors."""
+    def requantize_where_needed(self) -> None:
+        """Ops that compute on raw integers need one quantization in and out (CONCATENATION: on every
+        input): where the fake-quant ranges differ, a QUANTIZE requantizes."""
         g = self.graph
-        for i, t in enumerate(list(g.outputs)):
-            if t not in self.quant:
+        for op in g.ops:
+            if op.type in SAME_QUANT_OPS:
+                x, out = g.inputs_of(op)[0], output(g, op)
+                if x is not None and _int8(x) and _int8(out) and not same_quant_values(x.quant, out.quant):
+                    raw = Tensor(
+                        f"{out.name}/raw", DType.INT8, out.shape, quant=x.quant, shape_signature=out.shape_signature
+                    )
+                    g.set_output(op, 0, raw)
+                    self._add_requantize(op, raw, out)
+            elif op.type == "CONCATENATION":
+                out = output(g, op)
+                for slot, x in enumerate(g.inputs_of(op)):
+                    if x is not None and _int8(x) and _int8(out) and not same_quant_values(x.quant, out.quant):
+                        same = Tensor(f"{x.name}/to_{out.name}", DType.INT8, x.shape, quant=out.quant)
+                        g.set_input(op, slot, same)
+                        self._add_requantize(op, x, same, before=True)
+
+    def _add_requantize(self, op: Op, src: Tensor, dst: Tensor, before: bool = False) -> None:
+        requantize = Op("QUANTIZE", version=INT8_VERSIONS["QUANTIZE"], name=f"{dst.name}/requantize")
+        requantize.seq = op.seq - 1 if before else op.seq
+        self.graph.add_op(requantize, [src], [dst])
+        self.ctx.rewrote("requantize", [requantize], [label(self.graph, op)])
+
+    def float_outputs(self) -> None:
+        """io="float": a graph output computed in int8 (with no fake-quant of its own) gets a DEQUANTIZE;
+        its other readers read the int8 value."""
+        g = self.graph
+        if self.io != "float":
+            return
+        for t in list(g.outputs):
+            writer = g.producer(t)
+            if t not in self.quant or writer is None or writer.type == "QUANTIZE":
                 continue
-            if self.io == "float":
-                writer = g.producer(t)
-                if writer is not None and writer.type == "QUANTIZE" and g.inputs_of(writer)[0] in g.inputs:
-                    continue
-                q8 = Tensor(
-                    f"{t.name}/int8", DType.INT8, t.shape, quant=self.quant[t], shape_signature=t.shape_signature
-                )
-                if writer is not None:
-                    slot = g.outputs_of(writer).index(t)
-                    g.set_output(writer, slot, q8)
-                dq = Op("DEQUANTIZE", version=INT8_VERSIONS["DEQUANTIZE"], name=f"{t.name}/dequantize")
-                g.add_op(dq, [q8], [t])
-                self.ctx.rewrote("float-output", [dq], [label(g, dq)])
-            else:
-                t.dtype, t.quant = DType.INT8, self.quant[t]
-                g.outputs[i] = t
-        if self.io == "int8":
-            for t in g.inputs:
-                if t in self.quant:
-                    t.dtype, t.quant = DType.INT8, self.quant[t]
+            q8 = Tensor(f"{t.name}/int8", DType.INT8, t.shape, quant=self.quant[t], shape_signature=t.shape_signature)
+            g.set_output(writer, g.outputs_of(writer).index(t), q8)
+            for reader, slot in g.consumers(t):
+                g.set_input(reader, slot, q8)
+            dq = Op("DEQUANTIZE", version=INT8_VERSIONS["DEQUANTIZE"], name=f"{t.name}/dequantize")
+            dq.seq = writer.seq
+            g.add_op(dq, [q8], [t])
+            self.ctx.rewrote("float-output", [dq], [label(g, writer)])
 
     def make_clipping_explicit(self) -> None:
         """An int8 output whose range is exactly [0, 6] or starts at 0 clips like RELU6 or RELU: say so
         in the op's fused activation (the same numbers), so later requantization keeps the clip."""
         g = self.graph
         for op in g.iter_ops():
-            if fused_activation(op) != "NONE" or op.type == "CONCATENATION":
+            if fused_activation(op) != "NONE" or op.type not in CLAMPING_OPS:
                 continue
             t = output(g, op)
             if t.dtype is not DType.INT8 or t.quant is None or t.quant.per_axis:
@@ -394,8 +441,8 @@ class _Fold:
             self.ctx.rewrote("implicit-activation", [op], [label(g, op)])
 
 
-def _produced_by_any(graph: Graph, t: Tensor, ops: list[Op]) -> bool:
-    return graph.producer(t) in ops
+def _int8(t: Tensor) -> bool:
+    return t.dtype is DType.INT8 and t.quant is not None and t.quant.is_affine
 
 
 def _quantize_weight(w: Tensor, axis: int) -> Tensor:
@@ -405,7 +452,7 @@ def _quantize_weight(w: Tensor, axis: int) -> Tensor:
     scale = np.abs(moved).max(axis=1) / INT8_MAX
     scale[scale == 0] = 1.0
     q = quantization(scale, np.zeros(scale.size, dtype=np.int64), axis)
-    return Tensor(w.name, DType.INT8, w.shape, _readonly(quantize_values(values, q)), q, w.shape_signature)
+    return new_constant(w.name, quantize_values(values, q), DType.INT8, q)
 
 
 def _quantize_bias(b: Tensor, x: Quantization, w: Quantization) -> Tensor:
@@ -413,7 +460,7 @@ def _quantize_bias(b: Tensor, x: Quantization, w: Quantization) -> Tensor:
     values = np.asarray(b.data, dtype=np.float64)
     ints = np.clip(np.round(values / scale), -(2**31), 2**31 - 1).astype(np.int32)
     q = quantization(scale, np.zeros(scale.size, dtype=np.int64), 0)
-    return Tensor(b.name, DType.INT32, b.shape, _readonly(ints), q, b.shape_signature)
+    return new_constant(b.name, ints, DType.INT32, q)
 
 
 def _quantize_constant(t: Tensor) -> Tensor:
@@ -423,7 +470,7 @@ def _quantize_constant(t: Tensor) -> Tensor:
     scale = (hi - lo) / 255 if hi > lo else 1.0
     zp = int(np.clip(np.round(INT8_MIN - lo / scale), INT8_MIN, INT8_MAX))
     q = quantization([scale], [zp])
-    return Tensor(t.name, DType.INT8, t.shape, _readonly(quantize_values(values, q)), q, t.shape_signature)
+    return new_constant(t.name, quantize_values(values, q), DType.INT8, q)
 
 
 @register

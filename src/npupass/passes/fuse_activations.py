@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from npupass.ir.graph import Graph, Op, Tensor
 from npupass.passes.manager import Match, RewritePass, Rule, register
 from npupass.passes.pattern import (
+    CLAMPING_OPS,
     constant_operand,
     fused_activation,
     is_quantized,
@@ -15,17 +16,16 @@ from npupass.passes.pattern import (
     producer_of,
     replace_chain,
     same_quant,
+    same_shape_problem,
     scalar,
     sole_use_problem,
 )
 
 ACTIVATIONS = frozenset({"RELU", "RELU6", "RELU_N1_TO_1", "TANH"})
 
-# LiteRT 2.3's kernels, measured: every op with a fused_activation_function clamps RELU, RELU6 and
-# RELU_N1_TO_1, but CONV_2D, DEPTHWISE_CONV_2D, ADD, MUL and the pools silently ignore a fused TANH,
-# FULLY_CONNECTED refuses it, and CONCATENATION refuses any fused activation.
+# LiteRT 2.3's kernels, measured: the clamping ops apply RELU, RELU6 and RELU_N1_TO_1, but CONV_2D,
+# DEPTHWISE_CONV_2D, ADD, MUL and the pools silently ignore a fused TANH and FULLY_CONNECTED refuses it.
 CLAMPS = frozenset({"RELU", "RELU6", "RELU_N1_TO_1"})
-REFUSES_FUSED_ACTIVATION = frozenset({"CONCATENATION"})
 
 # Clamp bounds (low, high) of the RELU family; None is unbounded.
 CLAMP_OPS: dict[tuple[float | None, float | None], str] = {
@@ -69,12 +69,15 @@ class FuseActivation(Rule):
         p, act = m.producer, m.activation
         if act.type not in CLAMPS:
             return f"LiteRT's {p.type} kernel does not apply a fused {act.type}"
-        if p.type in REFUSES_FUSED_ACTIVATION:
-            return f"LiteRT's {p.type} kernel refuses fused activations"
+        if p.type not in CLAMPING_OPS:
+            return f"LiteRT's {p.type} kernel does not clamp its output with a fused activation"
         if fused_activation(p) != "NONE":
             return f"{p.type} already has fused {fused_activation(p)}"
         inner = output(graph, p)
         problem = sole_use_problem(graph, inner, f"{p.type} output")
+        if problem:
+            return problem
+        problem = same_shape_problem(inner, output(graph, act))
         if problem:
             return problem
         if not same_quant(inner, output(graph, act)):
@@ -149,6 +152,9 @@ class ClampToRelu(Rule):
             if problem:
                 return problem
         result = output(graph, m.replaced[-1])
+        problem = same_shape_problem(m.source, result)
+        if problem:
+            return problem
         for t in [m.source, *(output(graph, op) for op in m.replaced[:-1])]:
             if not same_quant(t, result):
                 return "input and output are quantized differently"
@@ -253,6 +259,9 @@ class HardSwish(Rule):
             return f"the final {m.replaced[-1].type} has a fused activation"
         if is_quantized(output(graph, m.replaced[-1])) or not m.x.dtype.is_float:
             return "quantized hard-swish chains round at every step; HARD_SWISH would change the numbers"
+        problem = same_shape_problem(m.x, output(graph, m.replaced[-1]))
+        if problem:
+            return problem
         for op in m.replaced[:-1]:
             problem = sole_use_problem(graph, output(graph, op), f"{op.type} output")
             if problem:

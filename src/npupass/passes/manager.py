@@ -92,15 +92,15 @@ class Context:
     def __init__(self, pass_name: str) -> None:
         self.pass_name = pass_name
         self.rewrites: Counter[str] = Counter()
-        self._declines: dict[tuple[str, int, str], Decline] = {}
+        self._declines: dict[tuple[str, Op | str], Decline] = {}
 
     def decline(self, rule: str, message: str, anchor: Op | None = None) -> None:
-        """Record why `rule` declined a match at `anchor`; kept unless the rule later fires there."""
-        self._declines[(rule, id(anchor), message)] = Decline(rule, message)
+        """Record why `rule` declined a match at `anchor` (the latest reason wins); dropped if the
+        rule later fires there."""
+        self._declines[(rule, anchor if anchor is not None else message)] = Decline(rule, message)
 
     def fired(self, rule: str, anchor: Op) -> None:
-        for key in [k for k in self._declines if k[0] == rule and k[1] == id(anchor)]:
-            del self._declines[key]
+        self._declines.pop((rule, anchor), None)
 
     @staticmethod
     def origins(graph: Graph, sources: Sequence[Op]) -> list[str]:

@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from npupass.ir.graph import Graph, Op, Tensor
 from npupass.ir.types import DType, Quantization
 
-# Ops with a weight whose output-channel axis a per-channel factor can be folded into:
-# type -> (weight input slot, bias input slot, output-channel axis of the weight).
-WEIGHTED_OPS: dict[str, tuple[int, int, int]] = {
-    "CONV_2D": (1, 2, 0),
-    "DEPTHWISE_CONV_2D": (1, 2, 3),
-    "FULLY_CONNECTED": (1, 2, 0),
-    "TRANSPOSE_CONV": (1, 3, 0),
+
+class Weighted(NamedTuple):
+    """Where a weighted op keeps its operands: input slots, and the weight's output-channel axis."""
+
+    input: int
+    weight: int
+    bias: int
+    axis: int
+
+
+WEIGHTED_OPS: dict[str, Weighted] = {
+    "CONV_2D": Weighted(input=0, weight=1, bias=2, axis=0),  # W [O, H, W, I]
+    "DEPTHWISE_CONV_2D": Weighted(input=0, weight=1, bias=2, axis=3),  # W [1, H, W, O]
+    "FULLY_CONNECTED": Weighted(input=0, weight=1, bias=2, axis=0),  # W [O, I]
+    "TRANSPOSE_CONV": Weighted(input=2, weight=1, bias=3, axis=0),  # (output_shape, W [O, H, W, I], x, b)
 }
+
+# Ops whose fused_activation_function is a clamp of the output (LiteRT 2.3): the RELU family can
+# fuse into them. Others with the field refuse it (CONCATENATION, L2_NORMALIZATION) or apply it
+# inside a recurrence (RNN, LSTM, SVDF).
+CLAMPING_OPS = frozenset(
+    {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "ADD", "SUB", "MUL", "DIV"}
+    | {"AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D"}
+)
 
 
 def producer_of(graph: Graph, t: Tensor | None, *types: str) -> Op | None:
@@ -51,6 +69,17 @@ def shared_problem(graph: Graph, t: Tensor, owner: Op, what: str) -> str | None:
     others = {op for op, _ in graph.consumers(t) if op is not owner}
     if others:
         return f"{what} '{t.name}' is shared with {len(others)} other op{'s' if len(others) > 1 else ''}"
+    return None
+
+
+def same_shape_problem(source: Tensor, result: Tensor) -> str | None:
+    """Why `result` cannot be replaced by `source`: a broadcast made it a different shape."""
+    if source.shape != result.shape or (source.shape_signature or source.shape) != (
+        result.shape_signature or result.shape
+    ):
+        shape = list(source.shape) if source.shape is not None else "unknown"
+        wanted = list(result.shape) if result.shape is not None else "unknown"
+        return f"a broadcast constant makes the shape {wanted}, not {shape}"
     return None
 
 
@@ -117,11 +146,8 @@ def scalar(t: Tensor) -> float | None:
     return first if np.all(values == first) else None
 
 
-def same_quant(a: Tensor, b: Tensor) -> bool:
-    """Same element type and the same affine quantization (or both unquantized)."""
-    if a.dtype is not b.dtype:
-        return False
-    qa, qb = a.quant, b.quant
+def same_quant_values(qa: Quantization | None, qb: Quantization | None) -> bool:
+    """The same affine quantization (scales, zero points, axis), or both none."""
     if qa is None or not qa.is_affine or qb is None or not qb.is_affine:
         return (qa is None or not qa.is_affine) and (qb is None or not qb.is_affine)
     return (
@@ -129,6 +155,11 @@ def same_quant(a: Tensor, b: Tensor) -> bool:
         and np.array_equal(qa.zero_point, qb.zero_point)
         and (not qa.per_axis or qa.axis == qb.axis)
     )
+
+
+def same_quant(a: Tensor, b: Tensor) -> bool:
+    """Same element type and the same affine quantization (or both unquantized)."""
+    return a.dtype is b.dtype and same_quant_values(a.quant, b.quant)
 
 
 def is_quantized(t: Tensor) -> bool:

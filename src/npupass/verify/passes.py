@@ -83,23 +83,37 @@ class PassVerifier:
             [to_real(v, s) for v, s in zip(make_inputs(ref.inputs, self.seed + i, ranges), ref.inputs, strict=True)]
             for i in range(self.samples)
         ]
-        self._before = self._run(ref)
+        self._before = self._run(ref, model)
 
     def after(self, pass_: Pass, model: Model) -> str | None:
-        now = self._run(_load(model))
+        now = self._run(_load(model), model)
         assert self._before is not None
         check = compare_stages(pass_.name, self._before, now, pass_.rtol, pass_.max_steps, pass_.min_within)
         self.checks.append(check)
         self._before = now
         return check.problem
 
-    def _run(self, ref: LiteRTModel) -> StageOutputs:
+    def _run(self, ref: LiteRTModel, model: Model) -> StageOutputs:
         values = [
             ref.run([from_real(v, s) for v, s in zip(sample, ref.inputs, strict=True)]) for sample in self._inputs
         ]
         real = [[to_real(v, s) for v, s in zip(out, ref.outputs, strict=True)] for out in values]
-        steps = [float(s.scale) if s.quantized else 0.0 for s in ref.outputs]
-        return StageOutputs(real, steps)
+        return StageOutputs(real, output_steps(model))
+
+
+def output_steps(model: Model) -> list[float]:
+    """The quantization step of each main-graph output: its own scale, or for a float output
+    written by DEQUANTIZE the scale it was dequantized from; 0.0 for float outputs."""
+    graph = model.main
+    steps = []
+    for t in graph.outputs:
+        source = t
+        writer = graph.producer(t)
+        if t.dtype.is_float and writer is not None and writer.type == "DEQUANTIZE":
+            source = graph.inputs_of(writer)[0] or t
+        q = source.quant
+        steps.append(float(q.scale[0]) if q is not None and q.is_affine and not q.per_axis else 0.0)
+    return steps
 
 
 def _load(model: Model) -> LiteRTModel:
