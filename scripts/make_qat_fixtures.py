@@ -16,8 +16,10 @@ inputs (B's float output against A's dequantized output, in units of A's output 
   the block input, ReLU] -> MaxPool -> GlobalAveragePool -> Dense(10). A with int8 input/output.
 * ``qat_cnn_int8_floatio.tflite``   - the same, A with float input/output (QUANTIZE first, DEQUANTIZE last).
 * ``qat_cnn_fq.tflite``             - the same, B: batch norm already folded into the convolutions, UINT8
-  Q/DQ pairs on every activation (per-tensor) and on the conv / depthwise (per-axis) and dense (per-tensor,
-  shape-less ``[]`` tensors) weights; the ReLU after the Add is fused into ADD.
+  Q/DQ pairs on every activation (per-tensor) and on the weights: CONV_2D per-axis (axis 0),
+  DEPTHWISE_CONV_2D per-axis (axis 3), FULLY_CONNECTED per-tensor with a shape-less ``[]`` quantized and
+  dequantized tensor. Weight pairs are symmetric narrow-range (zero point 128, constants on the grid); the
+  ReLU after the Add is fused into ADD.
 * ``qat_mobilenet_v2_035_96_int8.tflite`` - tf_keras MobileNetV2 (alpha 0.35, 96x96, 10 classes), QAT,
   A with int8 input/output.
 * ``qat_mobilenet_v2_035_96_fq.tflite``   - the same, B.
@@ -32,7 +34,7 @@ inputs (B's float output against A's dequantized output, in units of A's output 
   and stripped; plain float conversion. Dense weights have <= 16 distinct values, Conv2D weights <= 16 per
   output channel (the folded batch norm scales each channel; DepthwiseConv2D is not clusterable).
 * ``clustered_qat_cnn_fq.tflite``   - that model after cluster-preserving QAT
-  (Default8BitClusterPreserveQuantizeScheme), B.
+  (Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=False)), B.
 * ``clustered_qat_cnn_int8.tflite`` - the same, A with int8 input/output.
 * ``preact_resnet_float.tflite``    - pre-activation ResNet (plain float, no tfmot): stem Conv2D(16) -> 2 x
   [BN -> ReLU -> Conv2D -> BN -> ReLU -> Conv2D] + identity skip -> BN -> ReLU -> GAP -> Dense(10), with seeded
@@ -52,7 +54,8 @@ Usage::
 
     .venv/bin/python scripts/make_qat_fixtures.py [--out tests/models] [--only FILE ...]
 
-Needs the ``fixtures`` extra plus ``tensorflow-model-optimization==0.8.1`` and ``tf-keras==2.21.*``.
+Needs the ``fixtures`` extra plus ``tensorflow-model-optimization==0.8.1`` and ``tf-keras==2.21.*`` (tfmot
+pins ``absl-py~=1.2``, which pip accepts next to TensorFlow 2.21).
 """
 
 from __future__ import annotations

@@ -298,3 +298,33 @@ def test_shared_biases_are_folded_into_fresh_copies() -> None:
     assert result.passes[0].rewrites == {"fold-scale": scaled}
     assert result.passes[0].declines == []
     assert rel_error(before_outputs, run(model)) <= 1e-5
+
+
+def test_pre_activation_batch_norms_become_depthwise_convs() -> None:
+    """Keras pre-activation ResNet: the converter leaves three batch norms as MUL + ADD (one after
+    the stem conv, whose output also feeds the skip; two after residual ADDs)."""
+    original = load("preact_resnet_float")
+    model = load("preact_resnet_float")
+    assert counts(model) == {"CONV_2D": 5, "ADD": 5, "MUL": 3, "MEAN": 1, "FULLY_CONNECTED": 1}
+    result = run_passes(model, "fold-batch-norm,fuse-activations")
+    assert counts(model) == {"CONV_2D": 5, "DEPTHWISE_CONV_2D": 3, "ADD": 2, "MEAN": 1, "FULLY_CONNECTED": 1}
+    assert result.passes[0].rewrites == {"affine-to-depthwise": 3}
+    depthwise = [op for op in model.main.ops if op.type == "DEPTHWISE_CONV_2D"]
+    assert [op.options["fused_activation_function"] for op in depthwise] == ["RELU"] * 3
+    assert rel_error(run(original), run(model)) <= 1e-5
+
+
+def test_int8_pre_activation_batch_norms_become_depthwise_convs() -> None:
+    original = load("preact_resnet_int8")
+    model = load("preact_resnet_int8")
+    run_passes(model, "fold-batch-norm")
+    assert counts(model) == {"CONV_2D": 5, "DEPTHWISE_CONV_2D": 3, "ADD": 2, "MEAN": 1, "FULLY_CONNECTED": 1}
+    for op in model.main.ops:
+        if op.type == "DEPTHWISE_CONV_2D":
+            weight = input_at(model.main, op, 1)
+            assert set(np.abs(weight.data).reshape(-1).tolist()) == {127}  # each factor held exactly
+    seeds = tuple(range(20))
+    steps = np.concatenate(
+        [np.abs(x.astype(int) - y.astype(int)) for x, y in zip(run(original, seeds), run(model, seeds), strict=True)]
+    )
+    assert np.mean(steps <= 1) >= 0.99 and steps.max() <= 2

@@ -164,6 +164,8 @@ class _Fold:
     quant: dict[Tensor, Quantization] = field(default_factory=dict)
     replaced: dict[Tensor, Tensor] = field(default_factory=dict)
     """Fake-quantized float tensors already folded -> the int8 tensor that stands for them."""
+    ranged: set[Tensor] = field(default_factory=set)
+    """Tensors whose range a fake-quant set (rather than propagation)."""
 
     def run(self) -> None:
         fake_quants = find_fake_quants(self.graph)
@@ -223,6 +225,7 @@ class _Fold:
         g = self.graph
         origins = self.ctx.origins(g, fq.ops)
         value, kept = self._int8_value(fq)
+        self.ranged.add(value)
         outputs = [r for r in fq.results if g.is_graph_output(r)]
         left = [t for op in fq.ops if op is not kept for t in (*g.inputs_of(op), *g.outputs_of(op)) if t is not None]
         for op in fq.ops:
@@ -424,13 +427,15 @@ class _Fold:
             self.ctx.rewrote("float-output", [dq], [label(g, writer)])
 
     def make_clipping_explicit(self) -> None:
-        """An int8 output whose range is exactly [0, 6] or starts at 0 clips like RELU6 or RELU: say so
-        in the op's fused activation (the same numbers), so later requantization keeps the clip."""
+        """An op whose fake-quant range is exactly [0, 6] or starts at 0 clips like RELU6 or RELU: say so
+        in its fused activation (the same numbers), so later requantization keeps the clip."""
         g = self.graph
         for op in g.iter_ops():
-            if fused_activation(op) != "NONE" or op.type not in CLAMPING_OPS:
+            if fused_activation(op) != "NONE" or op.type not in CLAMPING_OPS or op.type in SAME_QUANT_OPS:
                 continue
             t = output(g, op)
+            if t not in self.ranged:
+                continue
             if t.dtype is not DType.INT8 or t.quant is None or t.quant.per_axis:
                 continue
             scale, zp = float(t.quant.scale[0]), int(t.quant.zero_point[0])
