@@ -47,6 +47,14 @@ def weighted_ops(graph: Graph, *types: str) -> list[Op]:
     return [op for op in graph.ops if op.type in (types or WEIGHTED_OPS)]
 
 
+def add_reader(graph: Graph, t: Tensor, op_type: str = "RELU") -> Tensor:
+    """Give `t` one more reader, whose result becomes a new graph output."""
+    extra = Tensor(f"{t.name}/extra", t.dtype, t.shape, quant=t.quant)
+    graph.add_op(Op(op_type, name=extra.name), [t], [extra])
+    graph.outputs.append(extra)
+    return extra
+
+
 def unfuse(graph: Graph, op: Op) -> Op:
     """Move `op`'s fused activation into a separate op after it (same quantization on both sides)."""
     act = op.options["fused_activation_function"]

@@ -24,6 +24,14 @@ from npupass.verify.passes import output_steps
 INT8_IO = {"fold-fake-quant": {"io": "int8"}}
 
 
+def _mean_and_its_fake_quant(g) -> tuple[Op, Op, Op]:
+    """In qat_cnn_fq: the MEAN op and the QUANTIZE and DEQUANTIZE after it."""
+    mean = next(op for op in g.ops if op.type == "MEAN")
+    (q,) = g.consumer_ops(output(g, mean))
+    (dq,) = g.consumer_ops(output(g, q))
+    return mean, q, dq
+
+
 def _steps(a: list[np.ndarray], b: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(
         [np.abs(x.astype(np.int64) - y.astype(np.int64)).reshape(-1) for x, y in zip(a, b, strict=True)]
@@ -100,9 +108,7 @@ def test_fake_quant_ops_fold_like_qdq_pairs(io: str) -> None:
 def test_activation_without_fake_quant_stops_with_its_name() -> None:
     model = load("qat_cnn_fq")
     g = model.main
-    mean = next(op for op in g.ops if op.type == "MEAN")
-    (q,) = g.consumer_ops(output(g, mean))
-    (dq,) = g.consumer_ops(output(g, q))
+    mean, q, dq = _mean_and_its_fake_quant(g)
     g.replace_uses(output(g, dq), output(g, mean))
     g.remove_op(q)
     g.remove_op(dq)
@@ -184,9 +190,7 @@ def test_fake_quantized_value_that_is_also_a_graph_output() -> None:
     output while the graph reads the int8 tensor."""
     model = load("qat_cnn_fq")
     g = model.main
-    mean = next(op for op in g.ops if op.type == "MEAN")
-    (q,) = g.consumer_ops(output(g, mean))
-    (dq,) = g.consumer_ops(output(g, q))
+    mean, q, dq = _mean_and_its_fake_quant(g)
     g.outputs.append(output(g, dq))  # the dequantized value
     g.outputs.append(output(g, mean))  # and the value before its fake-quant
     reference = copy.deepcopy(model)
@@ -201,9 +205,7 @@ def test_fake_quantized_value_that_is_also_a_graph_output() -> None:
 def test_fake_quant_of_a_fake_quant_requantizes() -> None:
     model = load("qat_cnn_fq")
     g = model.main
-    mean = next(op for op in g.ops if op.type == "MEAN")
-    (q,) = g.consumer_ops(output(g, mean))
-    (dq,) = g.consumer_ops(output(g, q))
+    mean, q, dq = _mean_and_its_fake_quant(g)
     fc = g.consumer_ops(output(g, dq))[0]
     again = _qdq(g, output(g, dq), float(output(g, q).quant.scale[0]) * 1.5, 10, "again")
     g.set_input(fc, 0, again)
@@ -217,9 +219,7 @@ def test_fake_quant_of_a_fake_quant_requantizes() -> None:
 def test_reshape_between_two_ranges_requantizes() -> None:
     model = load("qat_cnn_fq")
     g = model.main
-    mean = next(op for op in g.ops if op.type == "MEAN")
-    (q,) = g.consumer_ops(output(g, mean))
-    (dq,) = g.consumer_ops(output(g, q))
+    mean, q, dq = _mean_and_its_fake_quant(g)
     fc = g.consumer_ops(output(g, dq))[0]
     reshaped = Tensor("reshaped", DType.FLOAT32, output(g, dq).shape)
     shape = new_constant("shape", np.array(output(g, dq).shape), DType.INT32)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from rewrites import counts, load, rel_error, run, unfuse
+from rewrites import add_reader, counts, load, rel_error, run, unfuse
 
 from npupass.ir import check
 from npupass.ir.graph import Op, Tensor
@@ -32,15 +32,17 @@ def test_fuse_activation_fires_and_is_bit_exact(name: str) -> None:
         assert np.array_equal(a, b)
 
 
-def test_guard_two_consumers() -> None:
-    model = load("cnn_float")
+def _split_first_activation(name: str):
+    """The model with its first fused activation split off: (model, graph, activation op, its input)."""
+    model = load(name)
     g = model.main
-    conv = _fused(g)[0]
-    relu = unfuse(g, conv)
-    mid = g.inputs_of(relu)[0]
-    extra = Tensor("extra", mid.dtype, mid.shape)
-    g.add_op(Op("NEG"), [mid], [extra])
-    g.outputs.append(extra)
+    act = unfuse(g, _fused(g)[0])
+    return model, g, act, g.inputs_of(act)[0]
+
+
+def test_guard_two_consumers() -> None:
+    model, g, relu, mid = _split_first_activation("cnn_float")
+    add_reader(g, mid, "NEG")
     before = counts(model)
     result = run_passes(model, "fuse-activations")
     assert counts(model) == before
@@ -50,11 +52,7 @@ def test_guard_two_consumers() -> None:
 
 
 def test_guard_graph_output() -> None:
-    model = load("cnn_float")
-    g = model.main
-    conv = _fused(g)[0]
-    relu = unfuse(g, conv)
-    mid = g.inputs_of(relu)[0]
+    model, g, relu, mid = _split_first_activation("cnn_float")
     g.outputs.append(mid)
     before = counts(model)
     result = run_passes(model, "fuse-activations")
@@ -65,13 +63,9 @@ def test_guard_graph_output() -> None:
 
 
 def test_int8_different_quantization_is_not_fused() -> None:
-    model = load("cnn_int8")
-    g = model.main
-    conv = _fused(g)[0]
-    relu = unfuse(g, conv)
-    mid = g.inputs_of(relu)[0]
     from npupass.ir.types import Quantization
 
+    model, g, relu, mid = _split_first_activation("cnn_int8")
     mid.quant = Quantization(mid.quant.scale * 2, mid.quant.zero_point)
     before = counts(model)
     result = run_passes(model, "fuse-activations")
@@ -89,15 +83,11 @@ def test_int8_different_quantization_is_not_fused() -> None:
     ],
 )
 def test_activations_litert_would_ignore_are_not_fused(activation: str, reason: str) -> None:
-    model = load("cnn_float")
-    g = model.main
-    conv = _fused(g)[0]
-    relu = unfuse(g, conv)
+    model, g, relu, mid = _split_first_activation("cnn_float")
     relu.type = activation
     before = counts(model)
     result = run_passes(model, "fuse-activations")
     assert counts(model) == before
-    mid = g.inputs_of(relu)[0]
     assert [d.message for d in result.passes[0].declines] == [
         f"CONV_2D '{mid.name}' not fused with {activation} '{relu.name}': {reason}"
     ]
