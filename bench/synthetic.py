@@ -28,8 +28,8 @@ def synthetic_model(n_ops: int, seed: int = 0, fake_quant: bool = False) -> Mode
     x = graph.add_tensor(Tensor("input", DType.FLOAT32, shape))
     graph.inputs = [x]
 
-    def fake_quant(t: Tensor, scale: np.ndarray, zero_point: int, axis: int = 0) -> Tensor:
-        if not fake_quant_on:
+    def qdq(t: Tensor, scale: np.ndarray, zero_point: int, axis: int = 0) -> Tensor:
+        if not fake_quant:
             return t
         zps = np.full(scale.size, zero_point)
         q = Tensor(t.name + "/q", DType.UINT8, t.shape, quant=Quantization(scale, zps, axis))
@@ -38,21 +38,20 @@ def synthetic_model(n_ops: int, seed: int = 0, fake_quant: bool = False) -> Mode
         graph.add_op(Op("DEQUANTIZE"), [q], [dq])
         return dq
 
-    fake_quant_on = fake_quant
     act_scale = np.array([8.0 / 255])
-    x = fake_quant(x, act_scale, 128)
+    x = qdq(x, act_scale, 128)
     for block in range(n_ops // (9 if fake_quant else 3)):
         w = rng.normal(0, 0.3, (CHANNELS, 1, 1, CHANNELS)).astype(np.float32)
         b = rng.normal(0, 0.1, CHANNELS).astype(np.float32)
         weight = Tensor(f"b{block}/w", DType.FLOAT32, w.shape, data=w)
         bias = Tensor(f"b{block}/b", DType.FLOAT32, b.shape, data=b)
         conv, added, out = (Tensor(f"b{block}/{n}", DType.FLOAT32, shape) for n in ("conv", "add", "relu"))
-        w_in = fake_quant(weight, np.abs(w).reshape(CHANNELS, -1).max(axis=1) / 127, 128)
+        w_in = qdq(weight, np.abs(w).reshape(CHANNELS, -1).max(axis=1) / 127, 128)
         graph.add_op(Op("CONV_2D", dict(_CONV_OPTIONS), "Conv2DOptions", version=1), [x, w_in, bias], [conv])
-        conv_q = fake_quant(conv, act_scale, 128)
+        conv_q = qdq(conv, act_scale, 128)
         graph.add_op(Op("ADD", {"fused_activation_function": "NONE"}, "AddOptions"), [conv_q, x], [added])
         graph.add_op(Op("RELU"), [added], [out])
-        x = fake_quant(out, act_scale / 2, 0)
+        x = qdq(out, act_scale / 2, 0)
     graph.outputs = [x]
     return Model([graph], signatures=[Signature("serving_default", 0, [("input", 0)], [("output", 0)])])
 

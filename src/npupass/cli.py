@@ -364,6 +364,101 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if comparison.equivalent else EXIT_DIFFERENT
 
 
+# --- view and diff ------------------------------------------------------------------------------
+def _load_metrics(path: str) -> dict[str, dict[str, float]]:
+    """{op name: {metric: number}} from a JSON file (op names as the viewer shows them)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NpupassError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise NpupassError(f"{path}: not a JSON metrics file ({exc})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise NpupassError(f'{path}: metrics must be an object of {{"op name": {{"metric": number}}}}')
+    metrics: dict[str, dict[str, float]] = {}
+    for op, values in data.items():
+        for name, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise NpupassError(f"{path}: metric '{name}' of op '{op}' is not a number")
+            metrics.setdefault(op, {})[name] = float(value)
+    return metrics
+
+
+def _write_view_outputs(args: argparse.Namespace, data: dict[str, Any], console: Console) -> None:
+    from npupass.fileio import atomic_write
+    from npupass.view.dot import to_dot, to_svg
+
+    if args.html:
+        from npupass.view.html import write_html
+
+        write_html(data, Path(args.html))
+        console.print(f"wrote {args.html}")
+    if args.dot:
+        atomic_write(Path(args.dot), [to_dot(data).encode()])
+        console.print(f"wrote {args.dot}")
+    if args.svg:
+        dot_text = to_dot(data)
+        try:
+            svg = to_svg(dot_text)
+        except NpupassError as exc:
+            fallback = Path(args.svg).with_suffix(".dot")
+            atomic_write(fallback, [dot_text.encode()])
+            raise NpupassError(f"{exc}; wrote the DOT text to {fallback} instead") from None
+        atomic_write(Path(args.svg), [svg])
+        console.print(f"wrote {args.svg}")
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    import copy
+
+    from npupass.frontends import load_model
+    from npupass.view.data import view_data
+    from npupass.view.diff import diff_models
+    from npupass.view.text import render
+
+    if args.diff and not args.passes:
+        raise NpupassError("--diff needs --passes (or use `npupass diff A B` for two files)")
+    metrics = _load_metrics(args.metrics) if args.metrics else None
+    model = load_model(args.model)
+    title = args.model
+    diff, changed = None, None
+    if args.passes:
+        before = copy.deepcopy(model) if args.diff else None
+        from npupass.passes import PassManager
+
+        PassManager(args.passes).run(model)
+        title = f"{args.model} after {args.passes}"
+        if before is not None:
+            diff, changed = diff_models(before, model, args.model, title)
+    data = view_data(model, title, metrics=metrics, changed=changed, diff=diff)
+    console = _console()
+    if args.json:
+        _print_json(data)
+    elif not (args.html or args.dot or args.svg):
+        render(console, data, args.max_ops)
+    _write_view_outputs(args, data, Console(stderr=True) if args.json else console)
+    return EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from npupass.frontends import load_model
+    from npupass.view.data import view_data
+    from npupass.view.diff import diff_models
+    from npupass.view.text import render_diff
+
+    a, b = load_model(args.a), load_model(args.b)
+    diff, changed = diff_models(a, b, args.a, args.b)
+    if args.json:
+        _print_json(diff)
+    else:
+        render_diff(_console(), diff)
+    if args.html:
+        from npupass.view.html import write_html
+
+        write_html(view_data(b, f"{args.a} -> {args.b}", changed=changed, diff=diff), Path(args.html))
+    return EXIT_OK
+
+
 # --- entry point -------------------------------------------------------------------------------
 def _positive(text: str) -> int:
     value = int(text)
@@ -430,6 +525,25 @@ def build_parser() -> argparse.ArgumentParser:
     passes = sub.add_parser("passes", help="list the passes with one-line descriptions")
     passes.add_argument("--json", action="store_true", help="print the list as JSON")
     passes.set_defaults(func=cmd_passes)
+
+    view = sub.add_parser("view", help="show a model: terminal, JSON, offline HTML, DOT or SVG")
+    view.add_argument("model", help="a .tflite file")
+    view.add_argument("--passes", metavar="LIST", help="show the model after these passes")
+    view.add_argument("--diff", action="store_true", help="with --passes: show what the passes changed")
+    view.add_argument("--metrics", metavar="FILE", help='JSON {"op name": {"metric": number}} to show and colour by')
+    view.add_argument("--html", metavar="OUT", help="write one self-contained HTML page (works offline)")
+    view.add_argument("--dot", metavar="OUT", help="write Graphviz DOT text")
+    view.add_argument("--svg", metavar="OUT", help="write SVG (needs Graphviz's dot; else the DOT text is written)")
+    view.add_argument("--json", action="store_true", help="print the view as JSON")
+    view.add_argument("--max-ops", type=int, default=0, metavar="N", help="ops to list in the terminal (0: all)")
+    view.set_defaults(func=cmd_view)
+
+    diff = sub.add_parser("diff", help="what changed between two models: ops removed, added, changed")
+    diff.add_argument("a", help="the model before")
+    diff.add_argument("b", help="the model after")
+    diff.add_argument("--json", action="store_true", help="print the difference as JSON")
+    diff.add_argument("--html", metavar="OUT", help="write B as an HTML page with the changes marked")
+    diff.set_defaults(func=cmd_diff)
 
     verify = sub.add_parser("verify", help="compare two TFLite models on seeded inputs in LiteRT")
     verify.add_argument("a", help="the reference model")

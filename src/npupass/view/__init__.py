@@ -1,0 +1,1 @@
+"""The visualizer: one view-data structure (data.py) rendered for the terminal, HTML and DOT."""

@@ -1,0 +1,71 @@
+"""DOT text of the view data, and SVG through Graphviz's `dot` when it is installed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from typing import Any
+
+from npupass.errors import NpupassError
+
+DOT_TIMEOUT_S = 300
+
+
+def _quote(text: str) -> str:
+    return json.dumps(text)  # a JSON string is a valid DOT quoted ID
+
+
+def to_dot(data: dict[str, Any], subgraph: int = 0) -> str:
+    sub = data["subgraphs"][subgraph]
+    tensors = sub["tensors"]
+    lines = [
+        f"digraph {_quote(data['title'])} {{",
+        "  rankdir=TB;",
+        '  node [shape=box, style="rounded,filled", fillcolor="#eef2f7", fontname="Helvetica"];',
+    ]
+    for i in sub["inputs"]:
+        lines.append(f'  t{i} [shape=ellipse, fillcolor="#dff0d8", label={_quote(tensors[i]["name"])}];')
+    for i in sub["outputs"]:
+        lines.append(f'  t{i} [shape=ellipse, fillcolor="#f2dede", label={_quote(tensors[i]["name"])}];')
+    for op in sub["ops"]:
+        label = op["type"] + (f" + {op['fused_activation']}" if op["fused_activation"] not in (None, "NONE") else "")
+        extra = ""
+        if op["change"]:
+            extra = ', color="#d9822b", penwidth=2'
+        if op["placement"]:
+            extra += ', fillcolor="#d9ead3"' if op["placement"]["target"] == "NPU" else ', fillcolor="#fce5cd"'
+        lines.append(f"  op{op['id']} [label={_quote(label + chr(10) + op['name'][:40])}{extra}];")
+    for edge in sub["edges"]:
+        t = tensors[edge["tensor"]]
+        shape = "x".join(map(str, t["shape"])) if t["shape"] else "?"
+        lines.append(f"  op{edge['from']} -> op{edge['to']} [label={_quote(shape)}, fontsize=9];")
+    producers = {i: op["id"] for op in sub["ops"] for i in op["outputs"]}
+    for op in sub["ops"]:
+        for i in op["inputs"]:
+            if i in sub["inputs"]:
+                lines.append(f"  t{i} -> op{op['id']};")
+    for i in sub["outputs"]:
+        if i in producers:
+            lines.append(f"  op{producers[i]} -> t{i};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def dot_available() -> bool:
+    return shutil.which("dot") is not None
+
+
+def to_svg(dot_text: str) -> bytes:
+    """Render with Graphviz; NpupassError when `dot` is missing or fails."""
+    exe = shutil.which("dot")
+    if exe is None:
+        raise NpupassError("Graphviz's 'dot' is not installed (Debian: apt-get install graphviz)")
+    try:
+        done = subprocess.run([exe, "-Tsvg"], input=dot_text.encode(), capture_output=True, timeout=DOT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise NpupassError(f"Graphviz's dot took more than {DOT_TIMEOUT_S} s; use --html for large graphs") from None
+    if done.returncode != 0:
+        first = done.stderr.decode(errors="replace").strip().splitlines()[:1]
+        raise NpupassError(f"Graphviz's dot failed: {first[0] if first else done.returncode}")
+    return done.stdout

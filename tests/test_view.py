@@ -1,0 +1,146 @@
+"""`npupass view` (terminal, JSON, DOT, SVG) and `npupass diff`, on TF-made fixtures."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+from rewrites import MODELS, load
+
+from npupass.passes import DEFAULT_PIPELINE, PassManager
+from npupass.passes.pattern import input_at
+from npupass.view.data import view_data
+from npupass.view.diff import diff_models
+
+MOBILENET = str(MODELS / "mobilenet_v2_035_96_int8.tflite")
+QAT = str(MODELS / "qat_mobilenet_v2_035_96_fq.tflite")
+
+
+def npupass(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "npupass", *args], capture_output=True, text=True, timeout=300, env=env
+    )
+
+
+def test_terminal_view_lists_every_op() -> None:
+    proc = npupass("view", MOBILENET)
+    assert proc.returncode == 0, proc.stderr
+    assert "subgraph 0 'main': 65 ops" in proc.stdout
+    assert "per-axis[0] x16" in proc.stdout  # per-channel weights shown compactly
+
+
+def test_json_view_is_the_ir() -> None:
+    proc = npupass("view", MOBILENET, "--json")
+    data = json.loads(proc.stdout)
+    model = load("mobilenet_v2_035_96_int8")
+    (sub,) = data["subgraphs"]
+    assert [op["type"] for op in sub["ops"]] == [op.type for op in model.main.ops]
+    assert len(sub["tensors"]) == len(model.main.tensors)
+    conv = model.main.ops[0]
+    weight = input_at(model.main, conv, 1)
+    row = sub["tensors"][sub["ops"][0]["inputs"][1]]
+    assert row["name"] == weight.name and row["quant"]["axis"] == 0
+    assert row["quant"]["scale"] == [float(s) for s in weight.quant.scale]
+    assert sub["ops"][0]["weights"]["unique"] == np.unique(weight.data).size
+    assert len(sub["edges"]) == sum(
+        1 for op in model.main.ops for t in model.main.inputs_of(op) if t is not None and model.main.producer(t)
+    )
+
+
+def test_sparsity_and_cluster_stats() -> None:
+    data = view_data(load("pruned_cnn_float"), "pruned")
+    convs = [op for op in data["subgraphs"][0]["ops"] if op["type"] == "CONV_2D"]
+    assert [round(op["weights"]["zeros"], 2) for op in convs] == [0.6, 0.6, 0.6]
+    data = view_data(load("clustered_qat_cnn_int8"), "clustered")
+    per_channel = [op["weights"]["unique_per_channel_max"] for op in data["subgraphs"][0]["ops"] if op["weights"]]
+    assert max(per_channel) <= 16
+
+
+def test_svg_of_mobilenet_is_valid(tmp_path: Path) -> None:
+    out = tmp_path / "m.svg"
+    proc = npupass("view", MOBILENET, "--svg", str(out))
+    assert proc.returncode == 0, proc.stderr
+    root = ET.parse(out).getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    nodes = [g for g in root.iter("{http://www.w3.org/2000/svg}g") if g.get("class") == "node"]
+    model = load("mobilenet_v2_035_96_int8")
+    assert len(nodes) == len(model.main.ops) + len(model.main.inputs) + len(model.main.outputs)
+
+
+def test_svg_without_graphviz_writes_dot_and_says_so(tmp_path: Path) -> None:
+    out = tmp_path / "m.svg"
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent))  # no dot on this PATH
+    proc = npupass("view", MOBILENET, "--svg", str(out), env=env)
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "npupass: error: Graphviz's 'dot' is not installed (Debian: apt-get install graphviz); "
+        f"wrote the DOT text to {tmp_path / 'm.dot'} instead\n"
+    )
+    assert not out.exists()
+    assert (tmp_path / "m.dot").read_text().startswith("digraph ")
+
+
+def test_dot_text(tmp_path: Path) -> None:
+    out = tmp_path / "m.dot"
+    assert npupass("view", MOBILENET, "--dot", str(out)).returncode == 0
+    text = out.read_text()
+    assert text.count(" [label=") >= 65 and text.rstrip().endswith("}")
+
+
+def test_diff_lists_exactly_what_the_passes_rewrote() -> None:
+    """QAT MobileNetV2 before/after the default pipeline (int8 I/O): every removed op is a
+    QUANTIZE or DEQUANTIZE folded by a fake-quant rule (two per rewrite); every op the passes
+    changed carries its rules."""
+    before = load("qat_mobilenet_v2_035_96_fq")
+    after = copy.deepcopy(before)
+    result = PassManager(DEFAULT_PIPELINE, options={"fold-fake-quant": {"io": "int8"}}).run(after)
+    diff, marks = diff_models(before, after, "before", "after")
+    fold = result.passes[2].rewrites
+    assert len(diff["removed"]) == 2 * (fold["activation-fake-quant"] + fold["weight-fake-quant"]) == 236
+    assert {e["type"] for e in diff["removed"]} == {"QUANTIZE", "DEQUANTIZE"}
+    assert diff["added"] == []
+    rewritten = [op for op in after.main.ops if op.provenance]
+    with_rules = [e for e in diff["changed"] if e.get("rules")]
+    assert len(with_rules) == len(rewritten) == fold["bias"] == 53
+    assert diff["op_counts"] == {"a": 301, "b": 65}
+    assert sum(1 for mark in marks.values() if mark == "changed") == len(diff["changed"])
+
+
+def test_view_passes_diff_cli() -> None:
+    proc = npupass("view", QAT, "--passes", DEFAULT_PIPELINE, "--diff", "--json")
+    assert proc.returncode == 0, proc.stderr
+    diff = json.loads(proc.stdout)["diff"]
+    # float I/O keeps the input's QUANTIZE: 236 - 1 removed
+    assert len(diff["removed"]) == 235 and [e["type"] for e in diff["added"]] == ["DEQUANTIZE"]
+
+
+def test_diff_of_two_files(tmp_path: Path) -> None:
+    out = tmp_path / "int8.tflite"
+    src = str(MODELS / "qat_cnn_fq.tflite")
+    assert npupass("convert", src, "-o", str(out), "--passes", DEFAULT_PIPELINE, "--io", "int8").returncode == 0
+    proc = npupass("diff", src, str(out), "--json")
+    diff = json.loads(proc.stdout)
+    assert len(diff["removed"]) == 26 and diff["added"] == []
+    assert diff["op_counts"] == {"a": 34, "b": 8}
+    text = " ".join(npupass("diff", src, str(out)).stdout.split())
+    assert f"26 removed, 0 added, 8 changed, {len(diff['tensors_changed'])} tensors changed" in text
+
+
+def test_metrics_file_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "m.json"
+    bad.write_text('{"conv": {"latency": "slow"}}')
+    proc = npupass("view", MOBILENET, "--metrics", str(bad))
+    assert proc.returncode == 2
+    assert proc.stderr == f"npupass: error: {bad}: metric 'latency' of op 'conv' is not a number\n"
+    bad.write_text("[1, 2]")
+    proc = npupass("view", MOBILENET, "--metrics", str(bad))
+    assert proc.stderr == f'npupass: error: {bad}: metrics must be an object of {{"op name": {{"metric": number}}}}\n'
+    assert npupass("view", MOBILENET, "--diff").stderr == (
+        "npupass: error: --diff needs --passes (or use `npupass diff A B` for two files)\n"
+    )
