@@ -20,6 +20,7 @@ from npupass import __version__
 from npupass.errors import NpupassError
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
+ONNX_DEFAULT_PIPELINE = "fold-batch-norm,fuse-activations"
 
 
 def _console() -> Console:
@@ -156,10 +157,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
     src, out = Path(args.model), Path(args.output)
     if _same_file(src, out) or src.resolve() == out.resolve():
         raise NpupassError(f"refusing to overwrite the input model {src}; choose another -o path")
+    start = time.perf_counter()
+    model = load_model(src, keep_nchw_io=args.keep_nchw_io)
+    if model.source_format == "onnx" and not args.passes:
+        args.passes = ONNX_DEFAULT_PIPELINE  # ONNX batch norms are IR-only ops until folded
     if (args.explain or args.io) and not args.passes:
         raise NpupassError(f"{'--explain' if args.explain else '--io'} needs --passes")
-    start = time.perf_counter()
-    model = load_model(src)
     result: dict[str, Any] = {"input": str(src), "output": str(out)}
     pipeline = None
     checks: list[Any] = []
@@ -483,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=cmd_info)
 
     convert = sub.add_parser("convert", help="read a model, optionally run passes, and write it as TFLite")
-    convert.add_argument("model", help="the input model (never modified)")
+    convert.add_argument("model", help="the input model, .tflite or .onnx (never modified)")
     convert.add_argument("-o", "--output", required=True, help="the .tflite file to write (written atomically)")
     convert.add_argument(
         "--buffers",
@@ -502,6 +505,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("float", "int8"),
         help="fold-fake-quant: keep float graph inputs/outputs (QUANTIZE/DEQUANTIZE at the ends; default) "
         "or make them int8",
+    )
+    convert.add_argument(
+        "--keep-nchw-io",
+        action="store_true",
+        help="ONNX input: keep 4-D inputs and outputs NCHW (default: NHWC, as TFLite runs them)",
     )
     convert.add_argument(
         "--explain",

@@ -10,6 +10,7 @@ from npupass.frontends import load_model
 from npupass.ir.graph import Model
 from npupass.verify.compare import Comparison, OutputComparison, Tolerance, compare, float_input_ranges
 from npupass.verify.litert import LiteRTModel, ReferenceError, make_inputs
+from npupass.verify.onnxrt import InOnnxLayout, OnnxRuntimeModel
 
 
 def verify_files(
@@ -21,15 +22,25 @@ def verify_files(
     delegates: str = "none",
     progress: Callable[[int], None] | None = None,
 ) -> Comparison:
-    """Compare two TFLite files in LiteRT on `samples` seeded inputs (`progress(done)` after each)."""
+    """Compare two models on `samples` seeded inputs (`progress(done)` after each): TFLite files in
+    LiteRT, ONNX files in onnxruntime (a TFLite model is then fed and read in the ONNX layout)."""
     model_a = load_model(a)
-    model_b = load_model(b)  # our reader validates each file before LiteRT sees it
+    model_b = load_model(b)  # our readers validate each file before an interpreter sees it
     _refuse_huge_tensors(model_a, a)
     _refuse_huge_tensors(model_b, b)
-    ranges = float_input_ranges(model_a)
-    ref_a = LiteRTModel(Path(a).read_bytes(), delegates)
-    ref_b = LiteRTModel(Path(b).read_bytes(), delegates)
-    return compare(ref_a, ref_b, samples, seed, tolerance, ranges, progress)
+    ranges = float_input_ranges(model_a) if model_a.source_format == "tflite" else {}
+    ref_a, ref_b = _reference(model_a, a, delegates), _reference(model_b, b, delegates)
+    if isinstance(ref_a, OnnxRuntimeModel) and isinstance(ref_b, LiteRTModel):
+        ref_b = InOnnxLayout(ref_b, ref_a.inputs, ref_a.outputs)  # type: ignore[assignment]
+    elif isinstance(ref_b, OnnxRuntimeModel) and isinstance(ref_a, LiteRTModel):
+        ref_a = InOnnxLayout(ref_a, ref_b.inputs, ref_b.outputs)  # type: ignore[assignment]
+    return compare(ref_a, ref_b, samples, seed, tolerance, ranges, progress)  # type: ignore[arg-type]
+
+
+def _reference(model: Model, path: str | os.PathLike[str], delegates: str) -> LiteRTModel | OnnxRuntimeModel:
+    if model.source_format == "onnx":
+        return OnnxRuntimeModel(path)
+    return LiteRTModel(Path(path).read_bytes(), delegates)
 
 
 MAX_TENSOR_BYTES = 1 << 31  # LiteRT's arena cannot hold more; a larger shape is a lie or a mistake

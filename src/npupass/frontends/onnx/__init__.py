@@ -1,0 +1,22 @@
+"""The ONNX frontend: an ONNX model into the IR's TFLite semantics (NHWC, TFLite ops)."""
+
+from __future__ import annotations
+
+import os
+
+from npupass.frontends.onnx import ops  # noqa: F401 - registers the converters
+from npupass.frontends.onnx.importer import CONVERTERS, FOLDERS, Importer
+from npupass.frontends.onnx.loader import load_onnx
+from npupass.ir.graph import Model
+
+
+def read_onnx(path: str | os.PathLike[str], keep_nchw_io: bool = False) -> Model:
+    """Read an ONNX file. 4-D inputs and outputs become NHWC unless `keep_nchw_io`."""
+    return Importer(load_onnx(path), keep_nchw_io).run()
+
+
+def supported_ops() -> list[str]:
+    return sorted(set(CONVERTERS) | set(FOLDERS))
+
+
+__all__ = ["read_onnx", "supported_ops"]

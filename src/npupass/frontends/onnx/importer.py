@@ -1,0 +1,386 @@
+"""ONNX graph -> IR, in TFLite semantics: NHWC activations, TFLite ops and options.
+
+Each ONNX value maps to a `Value`: the IR tensor holding it and `perm`, the order of its ONNX axes in
+that tensor (IR = transpose(ONNX, perm)). Convolutions want NHWC (perm 0,2,3,1); elementwise ops take
+whatever layout their inputs have; ops that depend on axis order ask for the layout they need, and
+only then is a TRANSPOSE (or a RESHAPE, when only size-1 axes move) emitted. A Transpose node only
+changes `perm`, so transposes that cancel never appear.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from npupass.errors import ModelFormatError, UnsupportedFeatureError
+from npupass.ir.graph import Graph, Model, Op, Signature, Tensor
+from npupass.ir.types import DType
+from npupass.tflite_schema import default_options
+
+NHWC = (0, 2, 3, 1)
+
+# ONNX TensorProto element types -> IR types (int64 shapes and indices become INT32, as TFLite wants)
+ONNX_DTYPES: dict[int, DType] = {
+    1: DType.FLOAT32,
+    2: DType.UINT8,
+    3: DType.INT8,
+    4: DType.UINT16,
+    5: DType.INT16,
+    6: DType.INT32,
+    7: DType.INT32,
+    9: DType.BOOL,
+    10: DType.FLOAT16,
+    11: DType.FLOAT64,
+}
+
+
+def identity(rank: int) -> tuple[int, ...]:
+    return tuple(range(rank))
+
+
+def layout_for(rank: int) -> tuple[int, ...]:
+    """The IR layout of a value that feeds NHWC ops: NHWC for 4-D, unchanged otherwise."""
+    return NHWC if rank == 4 else identity(rank)
+
+
+@dataclass
+class Value:
+    """One ONNX value: its IR tensor (None for a constant not yet needed as a tensor), the layout
+    of that tensor, its value when known at import time, and its static ONNX shape."""
+
+    tensor: Tensor | None
+    perm: tuple[int, ...]
+    const: np.ndarray | None
+    shape: tuple[int, ...] | None
+    dtype: DType
+
+
+Converter = Callable[["Importer", Any], None]
+CONVERTERS: dict[str, Converter] = {}
+FOLDERS: dict[str, Callable[[Importer, Any, list[np.ndarray]], list[np.ndarray]]] = {}
+
+
+def converter(*op_types: str) -> Callable[[Converter], Converter]:
+    def register(fn: Converter) -> Converter:
+        for op_type in op_types:
+            CONVERTERS[op_type] = fn
+        return fn
+
+    return register
+
+
+def folder(
+    *op_types: str,
+) -> Callable[
+    [Callable[[Importer, Any, list[np.ndarray]], list[np.ndarray]]],
+    Callable[[Importer, Any, list[np.ndarray]], list[np.ndarray]],
+]:
+    def register(
+        fn: Callable[[Importer, Any, list[np.ndarray]], list[np.ndarray]],
+    ) -> Callable[[Importer, Any, list[np.ndarray]], list[np.ndarray]]:
+        for op_type in op_types:
+            FOLDERS[op_type] = fn
+        return fn
+
+    return register
+
+
+class Importer:
+    def __init__(self, proto: Any, keep_nchw_io: bool = False) -> None:
+        from onnx import numpy_helper
+
+        self.proto = proto
+        self.keep_nchw_io = keep_nchw_io
+        self.graph = Graph(proto.graph.name or "main")
+        self.values: dict[str, Value] = {}
+        self.opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+        self._types: dict[str, tuple[DType, tuple[int, ...] | None]] = {}
+        g = proto.graph
+        for info in [*g.input, *g.output, *g.value_info]:
+            self._types[info.name] = _type_of(info)
+        for init in g.initializer:
+            array = numpy_helper.to_array(init)
+            self.values[init.name] = Value(None, identity(array.ndim), array, array.shape, _dtype_of(array))
+        self.numpy_helper = numpy_helper
+
+    # --- values -------------------------------------------------------------------------------
+    def const(self, name: str) -> np.ndarray | None:
+        if not name:
+            return None
+        value = self.values.get(name)
+        return value.const if value is not None else None
+
+    def shape(self, name: str) -> tuple[int, ...] | None:
+        value = self.values.get(name)
+        if value is not None and value.shape is not None:
+            return value.shape
+        return self._types.get(name, (DType.FLOAT32, None))[1]
+
+    def rank(self, name: str) -> int:
+        shape = self.shape(name)
+        if shape is None:
+            raise UnsupportedFeatureError(f"ONNX value '{name}' has no known shape")
+        return len(shape)
+
+    def tensor(self, name: str, perm: tuple[int, ...] | None = None) -> Tensor:
+        """The value as an IR tensor whose axes are the ONNX axes in order `perm` (default: ONNX order)."""
+        value = self.values[name]
+        rank = len(value.shape) if value.shape is not None else len(value.perm)
+        perm = perm if perm is not None else identity(rank)
+        if value.tensor is None:  # a constant: lay it out as asked
+            assert value.const is not None
+            data = np.transpose(value.const, perm) if value.const.ndim == len(perm) else value.const
+            return constant_tensor(name, data)
+        if value.perm == perm:
+            return value.tensor
+        return self._relayout(name, value, perm)
+
+    def _relayout(self, name: str, value: Value, perm: tuple[int, ...]) -> Tensor:
+        assert value.tensor is not None and value.shape is not None
+        shape = tuple(value.shape[p] for p in perm)
+        out = Tensor(f"{name}/{''.join(map(str, perm))}", value.tensor.dtype, shape, quant=value.tensor.quant)
+        moved = [value.shape[p] for p in value.perm if value.shape[p] != 1]
+        kept = [value.shape[p] for p in perm if value.shape[p] != 1]
+        order_now = [p for p in value.perm if value.shape[p] != 1]
+        order_then = [p for p in perm if value.shape[p] != 1]
+        if order_now == order_then and moved == kept:  # only size-1 axes move: the bytes stay in order
+            shape_t = constant_tensor(f"{out.name}/shape", np.array(shape, dtype=np.int32))
+            self.graph.add_op(
+                Op("RESHAPE", {"new_shape": list(shape)}, "ReshapeOptions"), [value.tensor, shape_t], [out]
+            )
+        else:
+            q = [value.perm.index(p) for p in perm]
+            perm_t = constant_tensor(f"{out.name}/perm", np.array(q, dtype=np.int32))
+            self.graph.add_op(Op("TRANSPOSE", {}, "TransposeOptions"), [value.tensor, perm_t], [out])
+        return out
+
+    def in_onnx_order(self, name: str) -> Tensor:
+        """The value as a tensor whose elements are in ONNX order (its shape may differ in size-1
+        axes): what a RESHAPE needs, without a TRANSPOSE when only size-1 axes moved."""
+        value = self.values[name]
+        if value.tensor is not None and value.shape is not None:
+            order_now = [p for p in value.perm if value.shape[p] != 1]
+            if order_now == sorted(order_now):
+                return value.tensor
+        return self.tensor(name)
+
+    def nhwc(self, name: str) -> Tensor:
+        return self.tensor(name, layout_for(self.rank(name)))
+
+    def output(self, name: str, perm: tuple[int, ...], dtype: DType | None = None) -> Tensor:
+        """A new IR tensor for ONNX value `name`, laid out as `perm`."""
+        known_dtype, shape = self._types.get(name, (DType.FLOAT32, None))
+        if shape is None or len(shape) != len(perm):
+            raise UnsupportedFeatureError(f"ONNX value '{name}' has no static shape of rank {len(perm)}")
+        t = Tensor(name, dtype or known_dtype, tuple(shape[p] for p in perm))
+        self.values[name] = Value(t, perm, None, shape, t.dtype)
+        return t
+
+    def set_const(self, name: str, array: np.ndarray) -> None:
+        self.values[name] = Value(None, identity(array.ndim), array, array.shape, _dtype_of(array))
+
+    def alias(self, new: str, old: str) -> None:
+        self.values[new] = self.values[old]
+
+    def emit(
+        self,
+        op_type: str,
+        inputs: Sequence[Tensor | None],
+        outputs: list[Tensor],
+        options: dict[str, Any] | None = None,
+    ) -> Op:
+        table = OPTIONS_TABLES.get(op_type)
+        values = (default_options(table) if table else {}) | (options or {})
+        op = Op(op_type, values, table, name=outputs[0].name if outputs else op_type)
+        return self.graph.add_op(op, inputs, outputs)
+
+    # --- the graph ----------------------------------------------------------------------------
+    def run(self) -> Model:
+        g = self.proto.graph
+        nodes = fuse_gelu(list(g.node), self)
+        unknown: dict[str, list[str]] = {}
+        for node in nodes:
+            if (node.op_type not in CONVERTERS and node.op_type not in FOLDERS) or node.domain not in ("", "ai.onnx"):
+                unknown.setdefault(f"{node.domain + '.' if node.domain else ''}{node.op_type}", []).append(
+                    node.name or node.output[0]
+                )
+        if unknown:
+            listed = "; ".join(
+                f"{op} ({', '.join(where[:3])}{' ...' if len(where) > 3 else ''})" for op, where in unknown.items()
+            )
+            raise UnsupportedFeatureError(f"unsupported ONNX ops: {listed}")
+        initializers = {init.name for init in g.initializer}
+        for info in g.input:
+            if info.name in initializers:
+                continue
+            dtype, shape = self._types[info.name]
+            if shape is None:
+                raise UnsupportedFeatureError(f"graph input '{info.name}' has no static shape")
+            perm = identity(len(shape)) if self.keep_nchw_io else layout_for(len(shape))
+            t = Tensor(info.name, dtype, tuple(shape[p] for p in perm))
+            self.graph.add_tensor(t)
+            self.graph.inputs.append(t)
+            self.values[info.name] = Value(t, perm, None, shape, dtype)
+        for node in nodes:
+            self._convert(node)
+        for info in g.output:
+            rank = self.rank(info.name)
+            wanted = identity(rank) if self.keep_nchw_io else layout_for(rank)
+            value = self.values[info.name]
+            if value.tensor is None:
+                raise UnsupportedFeatureError(f"graph output '{info.name}' is a constant")
+            perm = value.perm if value.perm in (wanted, identity(rank)) and rank != 4 else wanted
+            self.graph.outputs.append(self.tensor(info.name, perm))
+        signature = Signature(
+            "serving_default",
+            0,
+            [(t.name, i) for i, t in enumerate(self.graph.inputs)],
+            [(info.name, i) for i, info in enumerate(g.output)],
+        )
+        return Model([self.graph], signatures=[signature], source_format="onnx")
+
+    def _convert(self, node: Any) -> None:
+        consts = [self.const(name) for name in node.input]
+        if node.op_type in FOLDERS and all(
+            c is not None or not name for c, name in zip(consts, node.input, strict=True)
+        ):
+            for name, array in zip(node.output, FOLDERS[node.op_type](self, node, consts), strict=False):  # type: ignore[arg-type]
+                self.set_const(name, array)
+            return
+        if node.op_type not in CONVERTERS:
+            raise UnsupportedFeatureError(f"ONNX {node.op_type} '{node.name or node.output[0]}' needs constant inputs")
+        try:
+            CONVERTERS[node.op_type](self, node)
+        except (UnsupportedFeatureError, ModelFormatError) as exc:
+            raise type(exc)(f"ONNX {node.op_type} '{node.name or node.output[0]}': {exc}") from None
+
+
+OPTIONS_TABLES = {
+    "CONV_2D": "Conv2DOptions",
+    "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptions",
+    "FULLY_CONNECTED": "FullyConnectedOptions",
+    "ADD": "AddOptions",
+    "SUB": "SubOptions",
+    "MUL": "MulOptions",
+    "DIV": "DivOptions",
+    "MAX_POOL_2D": "Pool2DOptions",
+    "AVERAGE_POOL_2D": "Pool2DOptions",
+    "MEAN": "ReducerOptions",
+    "REDUCE_MAX": "ReducerOptions",
+    "SUM": "ReducerOptions",
+    "RESHAPE": "ReshapeOptions",
+    "TRANSPOSE": "TransposeOptions",
+    "SOFTMAX": "SoftmaxOptions",
+    "CONCATENATION": "ConcatenationOptions",
+    "LEAKY_RELU": "LeakyReluOptions",
+    "PAD": "PadOptions",
+    "BATCH_MATMUL": "BatchMatMulOptions",
+    "GELU": "GeluOptions",
+    "SQUARED_DIFFERENCE": "SquaredDifferenceOptions",
+    "MAXIMUM": "MaximumMinimumOptions",
+    "MINIMUM": "MaximumMinimumOptions",
+}
+
+
+def constant_tensor(name: str, array: np.ndarray) -> Tensor:
+    data = np.ascontiguousarray(array.astype(np.int32) if array.dtype == np.int64 else array)
+    data.flags.writeable = False
+    return Tensor(name, _dtype_of(data), tuple(data.shape), data)
+
+
+def _dtype_of(array: np.ndarray) -> DType:
+    for dtype in DType:
+        if dtype.numpy is not None and dtype.numpy == array.dtype.newbyteorder("<"):
+            return dtype
+    if array.dtype == np.int64:
+        return DType.INT64
+    raise UnsupportedFeatureError(f"ONNX constants of type {array.dtype} are not supported")
+
+
+def _type_of(info: Any) -> tuple[DType, tuple[int, ...] | None]:
+    t = info.type.tensor_type
+    dtype = ONNX_DTYPES.get(t.elem_type, DType.FLOAT32)
+    if not t.HasField("shape"):
+        return dtype, None
+    dims = []
+    for d in t.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(int(d.dim_value))
+        elif d.HasField("dim_param") or not d.HasField("dim_value"):
+            dims.append(1)  # a symbolic (batch) dimension: 1
+    return dtype, tuple(dims)
+
+
+def fuse_gelu(nodes: list[Any], importer: Importer) -> list[Any]:
+    """x * 0.5 * (1 + erf(x / sqrt 2)) as one Gelu node (PyTorch's exact GELU, which has no TFLite Erf)."""
+    from onnx import helper
+
+    producers = {out: n for n in nodes for out in n.output}
+    readers: dict[str, list[Any]] = {}
+    for n in nodes:
+        for name in n.input:
+            readers.setdefault(name, []).append(n)
+
+    from onnx import numpy_helper
+
+    constants = {
+        n.output[0]: numpy_helper.to_array(a.t)
+        for n in nodes
+        if n.op_type == "Constant"
+        for a in n.attribute
+        if a.name == "value"
+    }
+
+    def scalar(name: str) -> float | None:
+        c = importer.const(name)
+        c = constants.get(name) if c is None else c
+        return float(c.reshape(-1)[0]) if c is not None and c.size == 1 else None
+
+    def other(n: Any, name: str) -> str:
+        return n.input[1] if n.input[0] == name else n.input[0]
+
+    replaced: dict[int, Any] = {}
+    dropped: set[int] = set()
+    for erf in nodes:
+        if erf.op_type != "Erf":
+            continue
+        scale = producers.get(erf.input[0])
+        if scale is None or scale.op_type not in ("Div", "Mul"):
+            continue
+        k = scalar(scale.input[1])
+        if k is None or abs((k if scale.op_type == "Div" else 1 / k) - np.sqrt(2)) > 1e-3:
+            continue
+        x = scale.input[0]
+        chain = [scale, erf]
+        add = readers.get(erf.output[0], [])
+        if len(add) != 1 or add[0].op_type != "Add" or scalar(other(add[0], erf.output[0])) != 1.0:
+            continue
+        chain.append(add[0])
+        mul = readers.get(add[0].output[0], [])
+        if len(mul) != 1 or mul[0].op_type != "Mul":
+            continue
+        chain.append(mul[0])
+        factor = other(mul[0], add[0].output[0])
+        last = mul[0]
+        if factor == x:  # x * (1 + erf) then * 0.5
+            half = readers.get(mul[0].output[0], [])
+            if len(half) != 1 or half[0].op_type != "Mul" or scalar(other(half[0], mul[0].output[0])) != 0.5:
+                continue
+            last = half[0]
+            chain.append(last)
+        else:  # (x * 0.5) * (1 + erf)
+            pre = producers.get(factor)
+            if pre is None or pre.op_type != "Mul" or other(pre, x) == x or scalar(other(pre, x)) != 0.5:
+                continue
+            if x not in pre.input or len(readers.get(factor, [])) != 1:
+                continue
+            chain.insert(0, pre)
+        inner = [out for n in chain[:-1] for out in n.output]
+        if any(r not in chain for name in inner for r in readers.get(name, [])):
+            continue
+        replaced[id(chain[-1])] = helper.make_node("Gelu", [x], [last.output[0]], name=last.name or last.output[0])
+        dropped.update(id(n) for n in chain[:-1])
+    return [replaced.get(id(n), n) for n in nodes if id(n) not in dropped]

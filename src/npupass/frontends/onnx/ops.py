@@ -1,0 +1,546 @@
+"""One small converter per ONNX op (registered with @converter), and numpy folders for constant
+subgraphs (registered with @folder): shape arithmetic never reaches the IR."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from npupass.errors import UnsupportedFeatureError
+from npupass.frontends.onnx.importer import (
+    NHWC,
+    Importer,
+    constant_tensor,
+    converter,
+    folder,
+    identity,
+)
+from npupass.ir.graph import Tensor
+
+
+def attrs(node: Any) -> dict[str, Any]:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+# --- constant folding --------------------------------------------------------------------------------
+@folder("Constant")
+def _constant(imp: Importer, node: Any, _: list[np.ndarray]) -> list[np.ndarray]:
+    a = attrs(node)
+    if "value" in a:
+        return [imp.numpy_helper.to_array(a["value"])]
+    for key in ("value_float", "value_int"):
+        if key in a:
+            return [np.array(a[key], dtype=np.float32 if key == "value_float" else np.int64)]
+    for key in ("value_floats", "value_ints"):
+        if key in a:
+            return [np.array(a[key], dtype=np.float32 if key == "value_floats" else np.int64)]
+    raise UnsupportedFeatureError("Constant without a tensor value")
+
+
+@folder("Identity", "Dropout")
+def _identity(imp: Importer, node: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    return [inputs[0]]
+
+
+@folder("Cast")
+def _cast(imp: Importer, node: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    from onnx import helper
+
+    return [inputs[0].astype(helper.tensor_dtype_to_np_dtype(attrs(node)["to"]))]
+
+
+@folder("Gather")
+def _gather(imp: Importer, node: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.take(inputs[0], inputs[1], axis=attrs(node).get("axis", 0))]
+
+
+@folder("Unsqueeze")
+def _unsqueeze(imp: Importer, node: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    axes = _axes(node, inputs)
+    out = inputs[0]
+    rank = out.ndim + len(axes)
+    for axis in sorted(a % rank for a in axes):
+        out = np.expand_dims(out, axis)
+    return [out]
+
+
+@folder("Squeeze")
+def _squeeze(imp: Importer, node: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    axes = _axes(node, inputs)
+    return [np.squeeze(inputs[0], axis=tuple(axes) if axes else None)]
+
+
+@folder("Concat")
+def _concat(imp: Importer, node: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.concatenate(inputs, axis=attrs(node)["axis"])]
+
+
+@folder("ConstantOfShape")
+def _constant_of_shape(imp: Importer, node: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    a = attrs(node)
+    value = imp.numpy_helper.to_array(a["value"]) if "value" in a else np.zeros(1, dtype=np.float32)
+    return [np.full(tuple(int(d) for d in inputs[0]), value.reshape(-1)[0], dtype=value.dtype)]
+
+
+@folder("Range")
+def _range(imp: Importer, node: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    start, limit, delta = (x.reshape(()).item() for x in inputs)
+    return [np.arange(start, limit, delta).astype(inputs[0].dtype)]
+
+
+@folder("Add", "Sub", "Mul", "Div")
+def _arith(imp: Importer, node: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    a, b = inputs
+    if node.op_type == "Div" and a.dtype.kind in "iu":
+        return [(a // b).astype(a.dtype)]
+    fn = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}[node.op_type]
+    return [fn(a, b).astype(np.result_type(a, b))]
+
+
+@folder("Reshape")
+def _reshape_fold(imp: Importer, node: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    return [inputs[0].reshape(_target_shape(inputs[0].shape, inputs[1], attrs(node).get("allowzero", 0)))]
+
+
+@folder("Transpose")
+def _transpose_fold(imp: Importer, node: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    perm = attrs(node).get("perm")
+    return [np.transpose(inputs[0], perm)]
+
+
+@folder("Shape")
+def _shape_fold(imp: Importer, node: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.array(inputs[0].shape, dtype=np.int64)]
+
+
+@folder("Slice")
+def _slice_fold(imp: Importer, node: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    data, starts, ends = inputs[:3]
+    axes = inputs[3] if len(inputs) > 3 and inputs[3] is not None else np.arange(len(starts))
+    steps = inputs[4] if len(inputs) > 4 and inputs[4] is not None else np.ones(len(starts), dtype=np.int64)
+    index = [slice(None)] * data.ndim
+    for s, e, a, st in zip(starts, ends, axes, steps, strict=True):
+        index[int(a)] = slice(int(s), int(e), int(st))
+    return [data[tuple(index)]]
+
+
+def _axes(node: Any, inputs: list[np.ndarray]) -> list[int]:
+    if len(inputs) > 1 and inputs[1] is not None:
+        return [int(a) for a in inputs[1]]
+    return list(attrs(node).get("axes", []))
+
+
+def _target_shape(shape: tuple[int, ...], target: np.ndarray, allowzero: int = 0) -> tuple[int, ...]:
+    dims = [int(d) for d in target]
+    if not allowzero:
+        dims = [shape[i] if d == 0 else d for i, d in enumerate(dims)]
+    if -1 in dims:
+        known = int(np.prod([d for d in dims if d != -1]))
+        dims[dims.index(-1)] = int(np.prod(shape)) // max(known, 1)
+    return tuple(dims)
+
+
+# --- shape-dependent ops on activations ------------------------------------------------------------
+@converter("Shape")
+def _shape(imp: Importer, node: Any) -> None:
+    shape = imp.shape(node.input[0])
+    if shape is None:
+        raise UnsupportedFeatureError("the input's shape is not static")
+    imp.set_const(node.output[0], np.array(shape, dtype=np.int64))
+
+
+@converter("Identity", "Dropout")
+def _alias(imp: Importer, node: Any) -> None:
+    imp.alias(node.output[0], node.input[0])
+
+
+@converter("Transpose")
+def _transpose(imp: Importer, node: Any) -> None:
+    """Only the layout bookkeeping changes: IR = transpose(ONNX', perm') with perm' = inv(p)[perm]."""
+    value = imp.values[node.input[0]]
+    rank = imp.rank(node.input[0])
+    p = attrs(node).get("perm", list(reversed(range(rank))))
+    inverse = [p.index(i) for i in range(rank)]
+    assert value.shape is not None
+    shape = tuple(value.shape[i] for i in p)
+    imp.values[node.output[0]] = type(value)(
+        value.tensor, tuple(inverse[i] for i in value.perm), None, shape, value.dtype
+    )
+
+
+@converter("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+def _reshape(imp: Importer, node: Any) -> None:
+    x = imp.in_onnx_order(node.input[0])
+    out_shape = imp._types.get(node.output[0], (None, None))[1]
+    if out_shape is None:
+        raise UnsupportedFeatureError("the output shape is not static")
+    out = imp.output(node.output[0], identity(len(out_shape)), x.dtype)
+    shape = constant_tensor(f"{out.name}/shape", np.array(out_shape, dtype=np.int32))
+    imp.emit("RESHAPE", [x, shape], [out], {"new_shape": list(out_shape)})
+
+
+# --- convolution and pooling ------------------------------------------------------------------------
+def _padding(
+    imp: Importer, node: Any, x: Tensor, kernel: tuple[int, int], strides: list[int], dilations: list[int]
+) -> tuple[Tensor, str]:
+    """TFLite padding for the node's pads: VALID, SAME, or an explicit PAD before VALID."""
+    a = attrs(node)
+    assert x.shape is not None
+    h, w = x.shape[1], x.shape[2]
+    auto = a.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    same = []
+    for size, k, s, d in zip((h, w), kernel, strides, dilations, strict=True):
+        out = -(-size // s)
+        total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+        same.append((total // 2, total - total // 2))
+    if auto in ("SAME_UPPER",):
+        return x, "SAME"
+    if auto == "VALID":
+        return x, "VALID"
+    if auto == "SAME_LOWER":
+        pads = [same[0][1], same[1][1], same[0][0], same[1][0]]
+    else:
+        pads = list(a.get("pads", [0, 0, 0, 0]))
+    if not any(pads):
+        return x, "VALID"
+    if [(pads[0], pads[2]), (pads[1], pads[3])] == same:
+        return x, "SAME"
+    padded_shape = (x.shape[0], h + pads[0] + pads[2], w + pads[1] + pads[3], x.shape[3])
+    padded = Tensor(f"{node.output[0]}/pad", x.dtype, padded_shape)
+    amounts = constant_tensor(
+        f"{padded.name}/amounts", np.array([[0, 0], [pads[0], pads[2]], [pads[1], pads[3]], [0, 0]], dtype=np.int32)
+    )
+    imp.emit("PAD", [x, amounts], [padded])
+    return padded, "VALID"
+
+
+@converter("Conv")
+def _conv(imp: Importer, node: Any) -> None:
+    a = attrs(node)
+    weight = imp.const(node.input[1])
+    if weight is None or weight.ndim != 4:
+        raise UnsupportedFeatureError("only 2-D convolutions with constant weights are supported")
+    bias = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    x = imp.nhwc(node.input[0])
+    assert x.shape is not None
+    group = a.get("group", 1)
+    out_ch, in_per_group, kh, kw = weight.shape
+    strides = list(a.get("strides", [1, 1]))
+    dilations = list(a.get("dilations", [1, 1]))
+    x, padding = _padding(imp, node, x, (kh, kw), strides, dilations)
+    common = {
+        "padding": padding,
+        "stride_h": strides[0],
+        "stride_w": strides[1],
+        "dilation_h_factor": dilations[0],
+        "dilation_w_factor": dilations[1],
+        "fused_activation_function": "NONE",
+    }
+    b = constant_tensor(f"{node.output[0]}/bias", (bias if bias is not None else np.zeros(out_ch)).astype(np.float32))
+    out = imp.output(node.output[0], NHWC)
+    assert x.shape is not None
+    if group == 1:
+        w = constant_tensor(node.input[1], np.transpose(weight, (0, 2, 3, 1)))
+        imp.emit("CONV_2D", [x, w, b], [out], common)
+    elif group == x.shape[-1] and in_per_group == 1:
+        w = constant_tensor(node.input[1], np.transpose(weight, (1, 2, 3, 0)))
+        imp.emit("DEPTHWISE_CONV_2D", [x, w, b], [out], common | {"depth_multiplier": out_ch // group})
+    else:
+        raise UnsupportedFeatureError(f"grouped convolution (group {group}) is not supported yet")
+
+
+def _pool(imp: Importer, node: Any, op_type: str) -> None:
+    a = attrs(node)
+    kernel = tuple(a["kernel_shape"])
+    if len(kernel) != 2:
+        raise UnsupportedFeatureError("only 2-D pooling is supported")
+    if a.get("ceil_mode", 0):
+        raise UnsupportedFeatureError("ceil_mode pooling is not supported")
+    strides = list(a.get("strides", [1, 1]))
+    x = imp.nhwc(node.input[0])
+    pads = list(a.get("pads", [0, 0, 0, 0]))
+    if op_type == "AVERAGE_POOL_2D" and any(pads) and a.get("count_include_pad", 0):
+        x, padding = _padding(imp, node, x, kernel, strides, [1, 1])  # zeros counted: pad explicitly
+        if padding == "SAME":
+            raise UnsupportedFeatureError("AveragePool with count_include_pad and SAME-like pads")
+    else:
+        x, padding = _padding(imp, node, x, kernel, strides, [1, 1])
+        if padding == "VALID" and any(pads) and op_type == "AVERAGE_POOL_2D":
+            raise UnsupportedFeatureError("AveragePool with asymmetric pads excluding padding")
+    out = imp.output(node.output[0], NHWC)
+    imp.emit(
+        op_type,
+        [x],
+        [out],
+        {
+            "padding": padding,
+            "stride_h": strides[0],
+            "stride_w": strides[1],
+            "filter_height": kernel[0],
+            "filter_width": kernel[1],
+            "fused_activation_function": "NONE",
+        },
+    )
+
+
+@converter("MaxPool")
+def _max_pool(imp: Importer, node: Any) -> None:
+    _pool(imp, node, "MAX_POOL_2D")
+
+
+@converter("AveragePool")
+def _avg_pool(imp: Importer, node: Any) -> None:
+    _pool(imp, node, "AVERAGE_POOL_2D")
+
+
+@converter("GlobalAveragePool", "GlobalMaxPool")
+def _global_pool(imp: Importer, node: Any) -> None:
+    x = imp.nhwc(node.input[0])
+    out = imp.output(node.output[0], NHWC)
+    axes = constant_tensor(f"{out.name}/axes", np.array([1, 2], dtype=np.int32))
+    op_type = "MEAN" if node.op_type == "GlobalAveragePool" else "REDUCE_MAX"
+    imp.emit(op_type, [x, axes], [out], {"keep_dims": True})
+
+
+@converter("BatchNormalization")
+def _batch_norm(imp: Importer, node: Any) -> None:
+    """To the IR's BATCH_NORM on the last axis (fold-batch-norm folds or lowers it)."""
+    rank = imp.rank(node.input[0])
+    x = imp.nhwc(node.input[0])
+    perm = NHWC if rank == 4 else identity(rank)
+    if perm[-1] != 1:
+        raise UnsupportedFeatureError(f"BatchNormalization on a rank-{rank} input")
+    params = []
+    for name in node.input[1:5]:
+        c = imp.const(name)
+        if c is None:
+            raise UnsupportedFeatureError("BatchNormalization parameters must be constants")
+        params.append(constant_tensor(name, c.astype(np.float32)))
+    out = imp.output(node.output[0], perm)
+    imp.graph.add_op(
+        _ir_op("BATCH_NORM", {"epsilon": float(attrs(node).get("epsilon", 1e-5))}, out.name), [x, *params], [out]
+    )
+
+
+def _ir_op(op_type: str, options: dict[str, Any], name: str) -> Any:
+    from npupass.ir.graph import Op
+
+    return Op(op_type, options, None, name=name)
+
+
+# --- elementwise -------------------------------------------------------------------------------------
+def _operand(imp: Importer, name: str, perm: tuple[int, ...], rank: int) -> Tensor:
+    """An elementwise operand in layout `perm` of a rank-`rank` result (constants broadcast to it)."""
+    c = imp.const(name)
+    if c is not None:
+        if c.ndim == 0 or c.size == 1:
+            return constant_tensor(name, c.astype(np.float32).reshape(()) if c.dtype.kind == "f" else c.reshape(()))
+        full = c.reshape((1,) * (rank - c.ndim) + c.shape)
+        return constant_tensor(name, np.transpose(full, perm))
+    value = imp.values[name]
+    assert value.shape is not None
+    if len(value.shape) != rank:
+        raise UnsupportedFeatureError("broadcasting between activations of different ranks")
+    return imp.tensor(name, perm)
+
+
+def _result_layout(imp: Importer, node: Any) -> tuple[tuple[int, ...], int]:
+    rank = imp.rank(node.output[0])
+    for name in node.input:
+        value = imp.values.get(name)
+        if value is not None and value.tensor is not None and value.shape is not None and len(value.shape) == rank:
+            return value.perm, rank
+    return identity(rank), rank
+
+
+BINARY = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL", "Div": "DIV", "Max": "MAXIMUM", "Min": "MINIMUM", "Pow": "POW"}
+
+
+@converter(*BINARY)
+def _binary(imp: Importer, node: Any) -> None:
+    perm, rank = _result_layout(imp, node)
+    if len(node.input) != 2:
+        raise UnsupportedFeatureError(f"{node.op_type} with {len(node.input)} inputs")
+    a, b = (_operand(imp, name, perm, rank) for name in node.input)
+    out = imp.output(node.output[0], perm)
+    options = {"fused_activation_function": "NONE"} if node.op_type in ("Add", "Sub", "Mul", "Div") else {}
+    imp.emit(BINARY[node.op_type], [a, b], [out], options)
+
+
+UNARY = {
+    "Relu": "RELU",
+    "Sigmoid": "LOGISTIC",
+    "Tanh": "TANH",
+    "HardSwish": "HARD_SWISH",
+    "Gelu": "GELU",
+    "Sqrt": "SQRT",
+    "Exp": "EXP",
+    "Abs": "ABS",
+    "Neg": "NEG",
+}
+
+
+@converter(*UNARY)
+def _unary(imp: Importer, node: Any) -> None:
+    value = imp.values[node.input[0]]
+    x = imp.tensor(node.input[0], value.perm)
+    out = imp.output(node.output[0], value.perm)
+    options = {}
+    if node.op_type == "Gelu":
+        approximate = attrs(node).get("approximate", b"none")
+        options = {"approximate": (approximate.decode() if isinstance(approximate, bytes) else approximate) == "tanh"}
+    imp.emit(UNARY[node.op_type], [x], [out], options)
+
+
+@converter("LeakyRelu")
+def _leaky_relu(imp: Importer, node: Any) -> None:
+    value = imp.values[node.input[0]]
+    out = imp.output(node.output[0], value.perm)
+    imp.emit("LEAKY_RELU", [imp.tensor(node.input[0], value.perm)], [out], {"alpha": attrs(node).get("alpha", 0.01)})
+
+
+@converter("Clip")
+def _clip(imp: Importer, node: Any) -> None:
+    """Clip(0, 6) is RELU6, (-1, 1) RELU_N1_TO_1, (0, inf) RELU; other bounds MAXIMUM/MINIMUM."""
+    a = attrs(node)
+    low = a.get("min") if imp.opset < 11 else _scalar(imp, node, 1)
+    high = a.get("max") if imp.opset < 11 else _scalar(imp, node, 2)
+    value = imp.values[node.input[0]]
+    x = imp.tensor(node.input[0], value.perm)
+    known: dict[tuple[float | None, float | None], str] = {
+        (0.0, 6.0): "RELU6",
+        (-1.0, 1.0): "RELU_N1_TO_1",
+        (0.0, None): "RELU",
+        (0.0, 1.0): "RELU_0_TO_1",
+    }
+    out = imp.output(node.output[0], value.perm)
+    if (low, high) in known:
+        imp.emit(known[(low, high)], [x], [out])
+        return
+    current = x
+    for bound, op_type in ((low, "MAXIMUM"), (high, "MINIMUM")):
+        if bound is None:
+            continue
+        is_last = op_type == "MINIMUM" or high is None
+        target = out if is_last else Tensor(f"{out.name}/low", out.dtype, out.shape)
+        imp.emit(op_type, [current, constant_tensor(f"{target.name}/bound", np.array(bound, np.float32))], [target])
+        current = target
+    if low is None and high is None:
+        imp.emit("RESHAPE", [x, constant_tensor(f"{out.name}/shape", np.array(out.shape, np.int32))], [out])
+
+
+def _scalar(imp: Importer, node: Any, index: int) -> float | None:
+    if len(node.input) <= index or not node.input[index]:
+        return None
+    c = imp.const(node.input[index])
+    if c is None:
+        raise UnsupportedFeatureError("Clip bounds must be constants")
+    return float(c.reshape(()))
+
+
+# --- matrix products, softmax, normalization -----------------------------------------------------------
+@converter("Gemm")
+def _gemm(imp: Importer, node: Any) -> None:
+    a = attrs(node)
+    if a.get("transA", 0):
+        raise UnsupportedFeatureError("Gemm with transA")
+    weight = imp.const(node.input[1])
+    if weight is None:
+        raise UnsupportedFeatureError("Gemm with a non-constant B")
+    w = weight if a.get("transB", 0) else weight.T  # FULLY_CONNECTED wants [N, K]
+    w = w * a.get("alpha", 1.0)
+    bias = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    inputs: list[Tensor | None] = [imp.tensor(node.input[0]), constant_tensor(node.input[1], w.astype(np.float32))]
+    if bias is not None:
+        b = np.broadcast_to(bias.reshape(-1) if bias.size == w.shape[0] else bias, (w.shape[0],)) * a.get("beta", 1.0)
+        inputs.append(constant_tensor(node.input[2], b.astype(np.float32)))
+    else:
+        inputs.append(None)
+    out = imp.output(node.output[0], (0, 1))
+    imp.emit("FULLY_CONNECTED", inputs, [out], {"fused_activation_function": "NONE"})
+
+
+@converter("MatMul")
+def _matmul(imp: Importer, node: Any) -> None:
+    rank = imp.rank(node.output[0])
+    weight = imp.const(node.input[1])
+    x = imp.tensor(node.input[0])
+    out = imp.output(node.output[0], identity(rank))
+    if weight is not None and weight.ndim == 2:
+        w = constant_tensor(node.input[1], weight.T.astype(np.float32))
+        imp.emit("FULLY_CONNECTED", [x, w, None], [out], {"fused_activation_function": "NONE", "keep_num_dims": True})
+    else:
+        imp.emit("BATCH_MATMUL", [x, imp.tensor(node.input[1])], [out])
+
+
+@converter("Softmax")
+def _softmax(imp: Importer, node: Any) -> None:
+    rank = imp.rank(node.input[0])
+    axis = attrs(node).get("axis", -1 if imp.opset >= 13 else 1) % rank
+    if axis != rank - 1:
+        raise UnsupportedFeatureError("Softmax over an axis other than the last")
+    x = imp.tensor(node.input[0])
+    out = imp.output(node.output[0], identity(rank))
+    imp.emit("SOFTMAX", [x], [out], {"beta": 1.0})
+
+
+@converter("LayerNormalization")
+def _layer_norm(imp: Importer, node: Any) -> None:
+    """(x - mean) / sqrt(var + eps) * gamma + beta over the last axis, in TFLite ops."""
+    a = attrs(node)
+    rank = imp.rank(node.input[0])
+    if a.get("axis", -1) % rank != rank - 1:
+        raise UnsupportedFeatureError("LayerNormalization over more than the last axis")
+    x = imp.tensor(node.input[0])
+    assert x.shape is not None
+    base = node.output[0]
+    reduced = (*x.shape[:-1], 1)
+
+    def t(suffix: str, shape: tuple[int, ...]) -> Tensor:
+        return Tensor(f"{base}/{suffix}", x.dtype, shape)
+
+    axis = constant_tensor(f"{base}/axis", np.array([rank - 1], dtype=np.int32))
+    mean, centred, var, inv = t("mean", reduced), t("centred", x.shape), t("var", reduced), t("rsqrt", reduced)
+    imp.emit("MEAN", [x, axis], [mean], {"keep_dims": True})
+    imp.emit("SUB", [x, mean], [centred], {"fused_activation_function": "NONE"})
+    square = t("square", x.shape)
+    imp.emit("MUL", [centred, centred], [square], {"fused_activation_function": "NONE"})
+    imp.emit("MEAN", [square, axis], [var], {"keep_dims": True})
+    shifted = t("var_eps", reduced)
+    eps = constant_tensor(f"{base}/epsilon", np.array(a.get("epsilon", 1e-5), dtype=np.float32))
+    imp.emit("ADD", [var, eps], [shifted], {"fused_activation_function": "NONE"})
+    imp.emit("RSQRT", [shifted], [inv])
+    normed = t("normalized", x.shape)
+    imp.emit("MUL", [centred, inv], [normed], {"fused_activation_function": "NONE"})
+    gamma = imp.const(node.input[1])
+    beta = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if gamma is None:
+        raise UnsupportedFeatureError("LayerNormalization scale must be a constant")
+    out = imp.output(node.output[0], identity(rank))
+    scaled = out if beta is None else t("scaled", x.shape)
+    imp.emit(
+        "MUL",
+        [normed, constant_tensor(node.input[1], gamma.astype(np.float32))],
+        [scaled],
+        {"fused_activation_function": "NONE"},
+    )
+    if beta is not None:
+        imp.emit(
+            "ADD",
+            [scaled, constant_tensor(node.input[2], beta.astype(np.float32))],
+            [out],
+            {"fused_activation_function": "NONE"},
+        )
+
+
+@converter("Concat")
+def _concat_op(imp: Importer, node: Any) -> None:
+    perm, rank = _result_layout(imp, node)
+    axis = attrs(node)["axis"] % rank
+    inputs = [_operand(imp, name, perm, rank) for name in node.input]
+    out = imp.output(node.output[0], perm)
+    imp.emit("CONCATENATION", inputs, [out], {"axis": perm.index(axis), "fused_activation_function": "NONE"})
