@@ -232,7 +232,8 @@ class Importer:
             value = self.values[info.name]
             if value.tensor is None:
                 raise UnsupportedFeatureError(f"graph output '{info.name}' is a constant")
-            perm = value.perm if value.perm in (wanted, identity(rank)) and rank != 4 else wanted
+            # a value already in ONNX order or in the wanted order is output as it is, without an op
+            perm = value.perm if value.perm in (wanted, identity(rank)) else wanted
             self.graph.outputs.append(self.tensor(info.name, perm))
         signature = Signature(
             "serving_default",
@@ -282,6 +283,17 @@ OPTIONS_TABLES = {
     "SQUARED_DIFFERENCE": "SquaredDifferenceOptions",
     "MAXIMUM": "MaximumMinimumOptions",
     "MINIMUM": "MaximumMinimumOptions",
+    "REDUCE_MIN": "ReducerOptions",
+    "LOG_SOFTMAX": "LogSoftmaxOptions",
+    "PADV2": "PadV2Options",
+    "DEPTH_TO_SPACE": "DepthToSpaceOptions",
+    "SPACE_TO_DEPTH": "SpaceToDepthOptions",
+    "LOCAL_RESPONSE_NORMALIZATION": "LocalResponseNormalizationOptions",
+    "RESIZE_BILINEAR": "ResizeBilinearOptions",
+    "RESIZE_NEAREST_NEIGHBOR": "ResizeNearestNeighborOptions",
+    "TRANSPOSE_CONV": "TransposeConvOptions",
+    "STRIDED_SLICE": "StridedSliceOptions",
+    "SPLIT_V": "SplitVOptions",
 }
 
 

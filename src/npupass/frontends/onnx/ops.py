@@ -544,3 +544,144 @@ def _concat_op(imp: Importer, node: Any) -> None:
     inputs = [_operand(imp, name, perm, rank) for name in node.input]
     out = imp.output(node.output[0], perm)
     imp.emit("CONCATENATION", inputs, [out], {"axis": perm.index(axis), "fused_activation_function": "NONE"})
+
+
+@converter("Sum")
+def _sum(imp: Importer, node: Any) -> None:
+    """Sum(a, b, c, ...) as a chain of ADDs."""
+    perm, rank = _result_layout(imp, node)
+    operands = [_operand(imp, name, perm, rank) for name in node.input]
+    out = imp.output(node.output[0], perm)
+    current = operands[0]
+    for i, operand in enumerate(operands[1:], start=1):
+        target = out if i == len(operands) - 1 else Tensor(f"{out.name}/sum{i}", out.dtype, out.shape)
+        imp.emit("ADD", [current, operand], [target], {"fused_activation_function": "NONE"})
+        current = target
+    if len(operands) == 1:
+        imp.alias(node.output[0], node.input[0])
+
+
+@converter("PRelu")
+def _prelu(imp: Importer, node: Any) -> None:
+    perm, rank = _result_layout(imp, node)
+    x = imp.tensor(node.input[0], perm)
+    slope = _operand(imp, node.input[1], perm, rank)
+    out = imp.output(node.output[0], perm)
+    imp.emit("PRELU", [x, slope], [out])
+
+
+@converter("HardSigmoid")
+def _hard_sigmoid(imp: Importer, node: Any) -> None:
+    """max(0, min(1, alpha * x + beta)) as MUL, ADD and RELU_0_TO_1."""
+    a = attrs(node)
+    value = imp.values[node.input[0]]
+    x = imp.tensor(node.input[0], value.perm)
+    out = imp.output(node.output[0], value.perm)
+    scaled = Tensor(f"{out.name}/scaled", out.dtype, out.shape)
+    shifted = Tensor(f"{out.name}/shifted", out.dtype, out.shape)
+    alpha = constant_tensor(f"{out.name}/alpha", np.array(a.get("alpha", 0.2), dtype=np.float32))
+    beta = constant_tensor(f"{out.name}/beta", np.array(a.get("beta", 0.5), dtype=np.float32))
+    imp.emit("MUL", [x, alpha], [scaled], {"fused_activation_function": "NONE"})
+    imp.emit("ADD", [scaled, beta], [shifted], {"fused_activation_function": "NONE"})
+    imp.emit("RELU_0_TO_1", [shifted], [out])
+
+
+@converter("LogSoftmax")
+def _log_softmax(imp: Importer, node: Any) -> None:
+    rank = imp.rank(node.input[0])
+    axis = attrs(node).get("axis", -1 if imp.opset >= 13 else 1) % rank
+    if axis != rank - 1:
+        raise UnsupportedFeatureError("LogSoftmax over an axis other than the last")
+    out = imp.output(node.output[0], identity(rank))
+    imp.emit("LOG_SOFTMAX", [imp.tensor(node.input[0])], [out])
+
+
+REDUCERS = {"ReduceMean": "MEAN", "ReduceMax": "REDUCE_MAX", "ReduceSum": "SUM", "ReduceMin": "REDUCE_MIN"}
+
+
+@converter(*REDUCERS)
+def _reduce(imp: Importer, node: Any) -> None:
+    """Axes follow the input's layout; without keepdims the kept axes keep their IR order."""
+    a = attrs(node)
+    value = imp.values[node.input[0]]
+    rank = imp.rank(node.input[0])
+    axes_input = imp.const(node.input[1]) if len(node.input) > 1 and node.input[1] else None
+    if len(node.input) > 1 and node.input[1] and axes_input is None:
+        raise UnsupportedFeatureError("reduction axes must be constants")
+    axes = [int(x) % rank for x in (axes_input if axes_input is not None else a.get("axes", range(rank)))]
+    if not axes and a.get("noop_with_empty_axes", 0):
+        imp.alias(node.output[0], node.input[0])
+        return
+    x = imp.tensor(node.input[0], value.perm)
+    ir_axes = sorted(value.perm.index(ax) for ax in axes)
+    keep = bool(a.get("keepdims", 1))
+    if keep:
+        perm = value.perm
+    else:
+        kept = [p for p in value.perm if p not in axes]  # ONNX axes in IR order
+        renumber = {p: i for i, p in enumerate(sorted(kept))}
+        perm = tuple(renumber[p] for p in kept)
+    out = imp.output(node.output[0], perm)
+    axes_t = constant_tensor(f"{out.name}/axes", np.array(ir_axes, dtype=np.int32))
+    imp.emit(REDUCERS[node.op_type], [x, axes_t], [out], {"keep_dims": keep})
+
+
+@converter("Pad")
+def _pad(imp: Importer, node: Any) -> None:
+    a = attrs(node)
+    mode = a.get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode != "constant":
+        raise UnsupportedFeatureError(f"Pad mode '{mode}'")
+    value = imp.values[node.input[0]]
+    rank = imp.rank(node.input[0])
+    pads = imp.const(node.input[1]) if imp.opset >= 11 else np.array(a["pads"])
+    if pads is None:
+        raise UnsupportedFeatureError("Pad amounts must be constants")
+    if len(node.input) > 3 and node.input[3]:
+        raise UnsupportedFeatureError("Pad with axes")
+    fill = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    pairs = [(int(pads[i]), int(pads[i + rank])) for i in range(rank)]
+    ir_pairs = np.array([pairs[p] for p in value.perm], dtype=np.int32)
+    x = imp.tensor(node.input[0], value.perm)
+    out = imp.output(node.output[0], value.perm)
+    amounts = constant_tensor(f"{out.name}/amounts", ir_pairs)
+    if fill is not None and float(fill.reshape(())) != 0.0:
+        imp.emit("PADV2", [x, amounts, constant_tensor(f"{out.name}/fill", fill.astype(np.float32).reshape(()))], [out])
+    else:
+        imp.emit("PAD", [x, amounts], [out])
+
+
+@converter("DepthToSpace", "SpaceToDepth")
+def _depth_space(imp: Importer, node: Any) -> None:
+    a = attrs(node)
+    mode = a.get("mode", b"DCR")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if node.op_type == "DepthToSpace" and mode != "DCR":
+        raise UnsupportedFeatureError(f"DepthToSpace mode {mode} (TFLite's order is DCR)")
+    x = imp.nhwc(node.input[0])
+    out = imp.output(node.output[0], NHWC)
+    op_type = "DEPTH_TO_SPACE" if node.op_type == "DepthToSpace" else "SPACE_TO_DEPTH"
+    imp.emit(op_type, [x], [out], {"block_size": int(a["blocksize"])})
+
+
+@converter("LRN")
+def _lrn(imp: Importer, node: Any) -> None:
+    """ONNX sums squares over `size` channels and divides alpha by size; TFLite takes a radius."""
+    a = attrs(node)
+    size = int(a["size"])
+    if size % 2 == 0:
+        raise UnsupportedFeatureError("LRN with an even size")
+    x = imp.nhwc(node.input[0])
+    out = imp.output(node.output[0], NHWC)
+    imp.emit(
+        "LOCAL_RESPONSE_NORMALIZATION",
+        [x],
+        [out],
+        {
+            "radius": (size - 1) // 2,
+            "bias": float(a.get("bias", 1.0)),
+            "alpha": float(a.get("alpha", 1e-4)) / size,
+            "beta": float(a.get("beta", 0.75)),
+        },
+    )

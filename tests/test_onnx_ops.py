@@ -1,0 +1,84 @@
+"""One ONNX op at a time, built with onnx.helper, imported and run in LiteRT against onnxruntime.
+
+Inputs are NCHW 4-D tensors, so every op also goes through the NHWC layout bookkeeping.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from npupass.backends.tflite import serialize_tflite
+from npupass.frontends import load_model
+from npupass.verify.litert import LiteRTModel
+from npupass.verify.onnxrt import InOnnxLayout, OnnxRuntimeModel
+
+X = (1, 4, 6, 6)
+
+
+def _const(name: str, values: Any, dtype: Any = np.float32) -> Any:
+    return numpy_helper.from_array(np.asarray(values, dtype=dtype), name)
+
+
+def _model(nodes: list[Any], out_shape: tuple[int, ...] | None, inits: list[Any], opset: int = 13) -> Any:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(X))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out_shape) if out_shape else None)
+    graph = helper.make_graph(nodes, "op", [x], [y], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+
+
+CASES: dict[str, tuple[list[Any], list[Any], int]] = {
+    "sum": ([helper.make_node("Sum", ["x", "x", "c"], ["y"])], [_const("c", np.linspace(-1, 1, 6))], 13),
+    "prelu": ([helper.make_node("PRelu", ["x", "s"], ["y"])], [_const("s", [[[0.1]], [[0.2]], [[0.3]], [[0.4]]])], 13),
+    "hard_sigmoid": ([helper.make_node("HardSigmoid", ["x"], ["y"], alpha=0.3, beta=0.4)], [], 13),
+    "log_softmax": ([helper.make_node("LogSoftmax", ["x"], ["y"], axis=-1)], [], 13),
+    "reduce_mean_keep": ([helper.make_node("ReduceMean", ["x"], ["y"], axes=[1], keepdims=1)], [], 13),
+    "reduce_sum_drop": (
+        [helper.make_node("ReduceSum", ["x", "axes"], ["y"], keepdims=0)],
+        [_const("axes", [2, 3], np.int64)],
+        13,
+    ),
+    "reduce_max_drop_channels": ([helper.make_node("ReduceMax", ["x"], ["y"], axes=[1], keepdims=0)], [], 13),
+    "pad": ([helper.make_node("Pad", ["x", "pads"], ["y"])], [_const("pads", [0, 1, 2, 0, 0, 0, 1, 3], np.int64)], 13),
+    "depth_to_space": ([helper.make_node("DepthToSpace", ["x"], ["y"], blocksize=2, mode="DCR")], [], 13),
+    "space_to_depth": ([helper.make_node("SpaceToDepth", ["x"], ["y"], blocksize=2)], [], 13),
+    "lrn": ([helper.make_node("LRN", ["x"], ["y"], size=3, alpha=0.01, beta=0.75, bias=1.0)], [], 13),
+    "leaky_relu": ([helper.make_node("LeakyRelu", ["x"], ["y"], alpha=0.1)], [], 13),
+    "clip_attrless": (
+        [helper.make_node("Clip", ["x", "lo", "hi"], ["y"])],
+        [_const("lo", -0.5), _const("hi", 0.25)],
+        13,
+    ),
+    "transpose_then_add": (
+        [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]), helper.make_node("Add", ["t", "b"], ["y"])],
+        [_const("b", np.arange(4))],
+        13,
+    ),
+    "max_pool_same": ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])], [], 13),
+    "avg_pool_stride": ([helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2])], [], 13),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_op_matches_onnxruntime(case: str, tmp_path: Path) -> None:
+    nodes, inits, opset = CASES[case]
+    model = onnx.shape_inference.infer_shapes(_model(nodes, None, inits, opset))
+    path = tmp_path / f"{case}.onnx"
+    onnx.save(model, str(path))
+    ir = load_model(path)
+    # LogSoftmax over W needs ONNX order (one TRANSPOSE; its output stays in ONNX order); every
+    # other op stays in the NHWC it was given
+    assert Counter(op.type for op in ir.main.ops)["TRANSPOSE"] == (1 if case == "log_softmax" else 0)
+    ort = OnnxRuntimeModel(path)
+    lite = InOnnxLayout(LiteRTModel(serialize_tflite(ir)), ort.inputs, ort.outputs)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-2, 2, X).astype(np.float32)
+    (want,), (got,) = ort.run([x]), lite.run([x])
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
