@@ -25,7 +25,8 @@ FLOAT_MODELS = ["mbv2_float", "mbv2_conv_div_bn_float", "transformer_block_float
 
 def _max_rel_error(onnx_path: Path, model, seeds: int = 3) -> float:
     ort = OnnxRuntimeModel(onnx_path)
-    lite = InOnnxLayout(LiteRTModel(serialize_tflite(model)), ort.inputs, ort.outputs)
+    layout = json.loads(model.metadata_entry("npupass_onnx_layout") or b"null")
+    lite = InOnnxLayout(LiteRTModel(serialize_tflite(model)), ort.inputs, ort.outputs, layout)
     worst = 0.0
     for seed in range(seeds):
         rng = np.random.default_rng(seed)

@@ -5,6 +5,7 @@ Inputs are NCHW 4-D tensors, so every op also goes through the NHWC layout bookk
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,68 @@ CASES: dict[str, tuple[list[Any], list[Any], int]] = {
         [_const("b", np.arange(4))],
         13,
     ),
+    "conv_grouped": (
+        [helper.make_node("Conv", ["x", "w"], ["y"], group=2, pads=[1, 1, 1, 1])],
+        [_const("w", np.linspace(-1, 1, 6 * 2 * 3 * 3).reshape(6, 2, 3, 3))],
+        13,
+    ),
+    "conv_depthwise_multiplier": (
+        [helper.make_node("Conv", ["x", "w"], ["y"], group=4, strides=[2, 2], pads=[1, 1, 1, 1])],
+        [_const("w", np.linspace(-1, 1, 8 * 1 * 3 * 3).reshape(8, 1, 3, 3))],
+        13,
+    ),
+    "conv_transpose_same": (
+        [
+            helper.make_node(
+                "ConvTranspose", ["x", "w", "b"], ["y"], strides=[2, 2], pads=[0, 0, 1, 1], output_padding=[0, 0]
+            )
+        ],
+        [_const("w", np.linspace(-1, 1, 4 * 3 * 3 * 3).reshape(4, 3, 3, 3)), _const("b", [0.1, -0.2, 0.3])],
+        13,
+    ),
+    "conv_transpose_valid": (
+        [helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2])],
+        [_const("w", np.linspace(-1, 1, 4 * 2 * 2 * 2).reshape(4, 2, 2, 2))],
+        13,
+    ),
+    "slice_channels_and_rows": (
+        [helper.make_node("Slice", ["x", "st", "en", "ax", "sp"], ["y"])],
+        [
+            _const("st", [1, 1], np.int64),
+            _const("en", [3, 100], np.int64),
+            _const("ax", [1, 2], np.int64),
+            _const("sp", [1, 2], np.int64),
+        ],
+        13,
+    ),
+    "split_then_add": (
+        [helper.make_node("Split", ["x", "sz"], ["a", "b"], axis=1), helper.make_node("Add", ["a", "b"], ["y"])],
+        [_const("sz", [2, 2], np.int64)],
+        13,
+    ),
+    "resize_bilinear": (
+        [
+            helper.make_node(
+                "Resize", ["x", "", "sc"], ["y"], mode="linear", coordinate_transformation_mode="half_pixel"
+            )
+        ],
+        [_const("sc", [1, 1, 2, 2])],
+        13,
+    ),
+    "resize_nearest": (
+        [
+            helper.make_node(
+                "Resize",
+                ["x", "", "sc"],
+                ["y"],
+                mode="nearest",
+                coordinate_transformation_mode="asymmetric",
+                nearest_mode="floor",
+            )
+        ],
+        [_const("sc", [1, 1, 2, 2])],
+        13,
+    ),
     "max_pool_same": ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])], [], 13),
     "avg_pool_stride": ([helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2])], [], 13),
 }
@@ -76,7 +139,8 @@ def test_op_matches_onnxruntime(case: str, tmp_path: Path) -> None:
     # other op stays in the NHWC it was given
     assert Counter(op.type for op in ir.main.ops)["TRANSPOSE"] == (1 if case == "log_softmax" else 0)
     ort = OnnxRuntimeModel(path)
-    lite = InOnnxLayout(LiteRTModel(serialize_tflite(ir)), ort.inputs, ort.outputs)
+    layout = json.loads(ir.metadata_entry("npupass_onnx_layout") or b"null")
+    lite = InOnnxLayout(LiteRTModel(serialize_tflite(ir)), ort.inputs, ort.outputs, layout)
     rng = np.random.default_rng(0)
     x = rng.uniform(-2, 2, X).astype(np.float32)
     (want,), (got,) = ort.run([x]), lite.run([x])

@@ -31,10 +31,23 @@ def verify_files(
     ranges = float_input_ranges(model_a) if model_a.source_format == "tflite" else {}
     ref_a, ref_b = _reference(model_a, a, delegates), _reference(model_b, b, delegates)
     if isinstance(ref_a, OnnxRuntimeModel) and isinstance(ref_b, LiteRTModel):
-        ref_b = InOnnxLayout(ref_b, ref_a.inputs, ref_a.outputs)  # type: ignore[assignment]
+        ref_b = InOnnxLayout(ref_b, ref_a.inputs, ref_a.outputs, _layout(model_b))  # type: ignore[assignment]
     elif isinstance(ref_b, OnnxRuntimeModel) and isinstance(ref_a, LiteRTModel):
-        ref_a = InOnnxLayout(ref_a, ref_b.inputs, ref_b.outputs)  # type: ignore[assignment]
+        ref_a = InOnnxLayout(ref_a, ref_b.inputs, ref_b.outputs, _layout(model_a))  # type: ignore[assignment]
     return compare(ref_a, ref_b, samples, seed, tolerance, ranges, progress)  # type: ignore[arg-type]
+
+
+def _layout(model: Model) -> dict[str, list[list[int]]] | None:
+    """The boundary layout npupass's ONNX import recorded in a TFLite model, if any."""
+    import json
+
+    from npupass.frontends.onnx.importer import LAYOUT_METADATA
+
+    raw = model.metadata_entry(LAYOUT_METADATA)
+    try:
+        return json.loads(raw) if raw is not None else None
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def _reference(model: Model, path: str | os.PathLike[str], delegates: str) -> LiteRTModel | OnnxRuntimeModel:

@@ -56,12 +56,24 @@ def _spec(arg: Any) -> TensorSpec:
 
 class InOnnxLayout:
     """A TFLite model seen in its ONNX model's layout: NCHW inputs are transposed to the NHWC the
-    TFLite model reads, and NHWC outputs back to NCHW, wherever the shapes say so."""
+    TFLite model reads, and NHWC outputs back to NCHW. `layout` is what npupass's ONNX import
+    recorded in the TFLite metadata ({"inputs": [perm, ...], "outputs": [...]}); without it the
+    shapes decide (ambiguous only when C == H == W)."""
 
-    def __init__(self, model: LiteRTModel, onnx_inputs: list[TensorSpec], onnx_outputs: list[TensorSpec]) -> None:
+    def __init__(
+        self,
+        model: LiteRTModel,
+        onnx_inputs: list[TensorSpec],
+        onnx_outputs: list[TensorSpec],
+        layout: dict[str, list[list[int]]] | None = None,
+    ) -> None:
         self._model = model
-        self._in = [_needs_transpose(o.shape, t.shape) for o, t in zip(onnx_inputs, model.inputs, strict=False)]
-        self._out = [_needs_transpose(o.shape, t.shape) for o, t in zip(onnx_outputs, model.outputs, strict=False)]
+        if layout is not None and len(layout["inputs"]) == len(onnx_inputs):
+            self._in = [tuple(p) == TO_NHWC for p in layout["inputs"]]
+            self._out = [tuple(p) == TO_NHWC for p in layout["outputs"]]
+        else:
+            self._in = [_needs_transpose(o.shape, t.shape) for o, t in zip(onnx_inputs, model.inputs, strict=False)]
+            self._out = [_needs_transpose(o.shape, t.shape) for o, t in zip(onnx_outputs, model.outputs, strict=False)]
         self.inputs = [
             _with_shape(t, o.shape) if flip else t
             for t, o, flip in zip(model.inputs, onnx_inputs, self._in, strict=False)

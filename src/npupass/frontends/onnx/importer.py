@@ -9,6 +9,7 @@ changes `perm`, so transposes that cancel never appear.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from npupass.ir.types import DType
 from npupass.tflite_schema import default_options
 
 NHWC = (0, 2, 3, 1)
+LAYOUT_METADATA = "npupass_onnx_layout"
 
 # ONNX TensorProto element types -> IR types (int64 shapes and indices become INT32, as TFLite wants)
 ONNX_DTYPES: dict[int, DType] = {
@@ -105,6 +107,7 @@ class Importer:
             array = numpy_helper.to_array(init)
             self.values[init.name] = Value(None, identity(array.ndim), array, array.shape, _dtype_of(array))
         self.numpy_helper = numpy_helper
+        self._output_perms: dict[str, tuple[int, ...]] = {}
 
     # --- values -------------------------------------------------------------------------------
     def const(self, name: str) -> np.ndarray | None:
@@ -234,6 +237,7 @@ class Importer:
                 raise UnsupportedFeatureError(f"graph output '{info.name}' is a constant")
             # a value already in ONNX order or in the wanted order is output as it is, without an op
             perm = value.perm if value.perm in (wanted, identity(rank)) else wanted
+            self._output_perms[info.name] = perm
             self.graph.outputs.append(self.tensor(info.name, perm))
         signature = Signature(
             "serving_default",
@@ -241,7 +245,14 @@ class Importer:
             [(t.name, i) for i, t in enumerate(self.graph.inputs)],
             [(info.name, i) for i, info in enumerate(g.output)],
         )
-        return Model([self.graph], signatures=[signature], source_format="onnx")
+        # which boundary tensors were transposed to NHWC, so that `verify` can feed the TFLite model
+        # the ONNX model's data even when shapes cannot tell (C == H == W)
+        layout = {
+            "inputs": [list(self.values[info.name].perm) for info in g.input if info.name not in initializers],
+            "outputs": [list(self._output_perms[info.name]) for info in g.output],
+        }
+        metadata = [(LAYOUT_METADATA, json.dumps(layout).encode())]
+        return Model([self.graph], signatures=[signature], metadata=metadata, source_format="onnx")
 
     def _convert(self, node: Any) -> None:
         consts = [self.const(name) for name in node.input]

@@ -249,8 +249,11 @@ def _conv(imp: Importer, node: Any) -> None:
     elif group == x.shape[-1] and in_per_group == 1:
         w = constant_tensor(node.input[1], np.transpose(weight, (1, 2, 3, 0)))
         imp.emit("DEPTHWISE_CONV_2D", [x, w, b], [out], common | {"depth_multiplier": out_ch // group})
+    elif in_per_group * group == x.shape[-1]:  # grouped: TFLite's CONV_2D reads groups off the filter depth
+        w = constant_tensor(node.input[1], np.transpose(weight, (0, 2, 3, 1)))
+        imp.emit("CONV_2D", [x, w, b], [out], common)
     else:
-        raise UnsupportedFeatureError(f"grouped convolution (group {group}) is not supported yet")
+        raise UnsupportedFeatureError(f"Conv with group {group} does not divide {x.shape[-1]} input channels")
 
 
 def _pool(imp: Importer, node: Any, op_type: str) -> None:
@@ -685,3 +688,117 @@ def _lrn(imp: Importer, node: Any) -> None:
             "beta": float(a.get("beta", 0.75)),
         },
     )
+
+
+@converter("ConvTranspose")
+def _conv_transpose(imp: Importer, node: Any) -> None:
+    """TRANSPOSE_CONV: weights [I, O, kh, kw] to [O, kh, kw, I]; ONNX pads must be VALID or TF's SAME split."""
+    a = attrs(node)
+    weight = imp.const(node.input[1])
+    if weight is None or weight.ndim != 4 or a.get("group", 1) != 1:
+        raise UnsupportedFeatureError("only ungrouped 2-D ConvTranspose with constant weights is supported")
+    if any(d != 1 for d in a.get("dilations", [1, 1])):
+        raise UnsupportedFeatureError("dilated ConvTranspose")
+    x = imp.nhwc(node.input[0])
+    assert x.shape is not None
+    out = imp.output(node.output[0], NHWC)
+    assert out.shape is not None
+    strides = list(a.get("strides", [1, 1]))
+    kernel = weight.shape[2:]
+    pads = list(a.get("pads", [0, 0, 0, 0]))
+    padding = "VALID" if not any(pads) and not any(a.get("output_padding", [0, 0])) else "SAME"
+    if padding == "SAME":
+        for i, (size, k, s) in enumerate(zip(x.shape[1:3], kernel, strides, strict=True)):
+            total = max((size - 1) * s + k - out.shape[1 + i], 0)
+            if (pads[i], pads[i + 2]) != (total // 2, total - total // 2) or out.shape[1 + i] != size * s:
+                raise UnsupportedFeatureError(f"ConvTranspose pads {pads} match neither VALID nor SAME")
+    bias = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    shape = constant_tensor(f"{out.name}/output_shape", np.array(out.shape, dtype=np.int32))
+    w = constant_tensor(node.input[1], np.transpose(weight, (1, 2, 3, 0)).astype(np.float32))
+    b = constant_tensor(node.input[2], bias.astype(np.float32)) if bias is not None else None
+    imp.emit(
+        "TRANSPOSE_CONV",
+        [shape, w, x, b],
+        [out],
+        {"padding": padding, "stride_h": strides[0], "stride_w": strides[1], "fused_activation_function": "NONE"},
+    )
+
+
+@converter("Slice")
+def _slice(imp: Importer, node: Any) -> None:
+    value = imp.values[node.input[0]]
+    rank = imp.rank(node.input[0])
+    shape = imp.shape(node.input[0])
+    assert shape is not None
+    consts = [imp.const(name) if name else None for name in node.input[1:]]
+    if any(c is None for c, name in zip(consts, node.input[1:], strict=True) if name):
+        raise UnsupportedFeatureError("Slice bounds must be constants")
+    starts, ends = consts[0], consts[1]
+    assert starts is not None and ends is not None
+    axes = consts[2] if len(consts) > 2 and consts[2] is not None else np.arange(len(starts))
+    steps = consts[3] if len(consts) > 3 and consts[3] is not None else np.ones(len(starts), dtype=np.int64)
+    begin, end, stride = [0] * rank, list(shape), [1] * rank
+    for s, e, ax, st in zip(starts, ends, axes, steps, strict=True):
+        ax = int(ax) % rank
+        if st <= 0:
+            raise UnsupportedFeatureError("Slice with a non-positive step")
+        size = shape[ax]
+        begin[ax] = int(np.clip(s + size if s < 0 else s, 0, size))
+        end[ax] = int(np.clip(e + size if e < 0 else e, 0, size))
+        stride[ax] = int(st)
+    x = imp.tensor(node.input[0], value.perm)
+    out = imp.output(node.output[0], value.perm)
+    ir = [[v[p] for p in value.perm] for v in (begin, end, stride)]
+    inputs = [
+        constant_tensor(f"{out.name}/{k}", np.array(v, dtype=np.int32))
+        for k, v in zip(("begin", "end", "strides"), ir, strict=True)
+    ]
+    imp.emit("STRIDED_SLICE", [x, *inputs], [out])
+
+
+@converter("Split")
+def _split(imp: Importer, node: Any) -> None:
+    a = attrs(node)
+    value = imp.values[node.input[0]]
+    rank = imp.rank(node.input[0])
+    shape = imp.shape(node.input[0])
+    assert shape is not None
+    axis = a.get("axis", 0) % rank
+    sizes = imp.const(node.input[1]) if len(node.input) > 1 and node.input[1] else a.get("split")
+    if sizes is None:
+        sizes = [shape[axis] // len(node.output)] * len(node.output)
+    x = imp.tensor(node.input[0], value.perm)
+    outs = [imp.output(name, value.perm) for name in node.output]
+    size_t = constant_tensor(f"{outs[0].name}/sizes", np.array([int(s) for s in sizes], dtype=np.int32))
+    axis_t = constant_tensor(f"{outs[0].name}/axis", np.array(value.perm.index(axis), dtype=np.int32))
+    imp.emit("SPLIT_V", [x, size_t, axis_t], outs, {"num_splits": len(outs)})
+
+
+@converter("Resize", "Upsample")
+def _resize(imp: Importer, node: Any) -> None:
+    """nearest (asymmetric, floor) and linear (half_pixel, pytorch_half_pixel, align_corners, asymmetric)."""
+    a = attrs(node)
+
+    def text(key: str, default: str) -> str:
+        v = a.get(key, default)
+        return v.decode() if isinstance(v, bytes) else v
+
+    mode, transform = text("mode", "nearest"), text("coordinate_transformation_mode", "half_pixel")
+    if node.op_type == "Upsample":
+        transform = "asymmetric"
+    x = imp.nhwc(node.input[0])
+    out = imp.output(node.output[0], NHWC)
+    assert out.shape is not None
+    size = constant_tensor(f"{out.name}/size", np.array(out.shape[1:3], dtype=np.int32))
+    if mode == "nearest":
+        if transform != "asymmetric" or text("nearest_mode", "round_prefer_floor") != "floor":
+            raise UnsupportedFeatureError(f"nearest Resize with {transform}/{text('nearest_mode', '')}")
+        imp.emit("RESIZE_NEAREST_NEIGHBOR", [x, size], [out], {"align_corners": False, "half_pixel_centers": False})
+    elif mode == "linear":
+        known = {"half_pixel": (False, True), "pytorch_half_pixel": (False, True), "align_corners": (True, False)}
+        align, half = known.get(transform, (False, False) if transform == "asymmetric" else (None, None))
+        if align is None:
+            raise UnsupportedFeatureError(f"linear Resize with {transform}")
+        imp.emit("RESIZE_BILINEAR", [x, size], [out], {"align_corners": align, "half_pixel_centers": half})
+    else:
+        raise UnsupportedFeatureError(f"Resize mode {mode}")
