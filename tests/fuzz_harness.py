@@ -1,9 +1,9 @@
-"""Mutation fuzzing of the TFLite reader (and of the writer on whatever the reader accepts).
+"""Mutation fuzzing of the TFLite and ONNX readers (and of the writer on whatever they accept).
 
-Every mutant must end in the reader's own ModelFormatError / UnsupportedFeatureError or in a model
-that writes back without error; anything else, or a run over the time limit, is a finding.
+Every mutant must end in npupass's own errors (ModelFormatError, UnsupportedFeatureError ...) or in
+a model that writes as TFLite without error; anything else, or a run over the time limit, is a finding.
 
-    python tests/fuzz_harness.py --count 5000 [--seed 1] [--json]
+    python tests/fuzz_harness.py --count 5000 [--format tflite|onnx] [--seed 1] [--json]
 
 runs the big campaign (memory capped at 4 GiB); the test suite runs a smaller count.
 """
@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -94,8 +95,33 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
     raise _TimeLimitError
 
 
-def fuzz(files: list[Path], count: int, seed: int = 0, time_limit: float = 5.0) -> FuzzStats:
-    """Run `count` mutants spread over `files`; stop a run at `time_limit` seconds and record it."""
+def read_and_write_tflite(data: bytes) -> None:
+    serialize_tflite(parse_tflite(data))
+
+
+def read_and_write_onnx(data: bytes) -> None:
+    """Import a mutated ONNX file (from a temporary file, as users pass paths) and write it as TFLite."""
+    import tempfile
+
+    from npupass.frontends.onnx import read_onnx
+    from npupass.passes import run_passes
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "mutant.onnx"
+        path.write_bytes(data)
+        model = read_onnx(path)
+    run_passes(model, "fold-batch-norm,fuse-activations")
+    serialize_tflite(model)
+
+
+def fuzz(
+    files: list[Path],
+    count: int,
+    seed: int = 0,
+    time_limit: float = 5.0,
+    target: Callable[[bytes], None] = read_and_write_tflite,
+) -> FuzzStats:
+    """Run `count` mutants spread over `files` through `target`; stop a run at `time_limit` seconds."""
     rng = np.random.default_rng(seed)
     originals = [(p.name, p.read_bytes()) for p in files]
     stats = FuzzStats()
@@ -109,8 +135,7 @@ def fuzz(files: list[Path], count: int, seed: int = 0, time_limit: float = 5.0) 
             start = time.perf_counter()
             signal.setitimer(signal.ITIMER_REAL, time_limit)
             try:
-                model = parse_tflite(mutant)
-                serialize_tflite(model)
+                target(mutant)
                 stats.accepted += 1
             except NpupassError:
                 stats.rejected += 1
@@ -127,22 +152,25 @@ def fuzz(files: list[Path], count: int, seed: int = 0, time_limit: float = 5.0) 
     return stats
 
 
-def fixture_files() -> list[Path]:
-    return sorted(MODELS.glob("*.tflite"))
+def fixture_files(kind: str = "tflite") -> list[Path]:
+    return sorted(MODELS.glob(f"*.{kind}"))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--format", choices=("tflite", "onnx"), default="tflite")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     import resource
 
     resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
     start = time.perf_counter()
-    stats = fuzz(fixture_files(), args.count, args.seed)
-    report = stats.to_json() | {"seconds": round(time.perf_counter() - start, 1), "files": len(fixture_files())}
+    files = fixture_files(args.format)
+    target = read_and_write_onnx if args.format == "onnx" else read_and_write_tflite
+    stats = fuzz(files, args.count, args.seed, target=target)
+    report = stats.to_json() | {"seconds": round(time.perf_counter() - start, 1), "files": len(files)}
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -9,6 +9,7 @@ changes `perm`, so transposes that cancel never appear.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -104,7 +105,10 @@ class Importer:
         for info in [*g.input, *g.output, *g.value_info]:
             self._types[info.name] = _type_of(info)
         for init in g.initializer:
-            array = numpy_helper.to_array(init)
+            try:
+                array = numpy_helper.to_array(init)
+            except (ValueError, TypeError, KeyError) as exc:
+                raise ModelFormatError(f"initializer '{init.name}' is inconsistent: {exc}") from None
             self.values[init.name] = Value(None, identity(array.ndim), array, array.shape, _dtype_of(array))
         self.numpy_helper = numpy_helper
         self._output_perms: dict[str, tuple[int, ...]] = {}
@@ -255,19 +259,22 @@ class Importer:
         return Model([self.graph], signatures=[signature], metadata=metadata, source_format="onnx")
 
     def _convert(self, node: Any) -> None:
+        where = f"ONNX {node.op_type} '{node.name or node.output[0]}'"
         consts = [self.const(name) for name in node.input]
-        if node.op_type in FOLDERS and all(
-            c is not None or not name for c, name in zip(consts, node.input, strict=True)
-        ):
-            for name, array in zip(node.output, FOLDERS[node.op_type](self, node, consts), strict=False):  # type: ignore[arg-type]
-                self.set_const(name, array)
-            return
-        if node.op_type not in CONVERTERS:
-            raise UnsupportedFeatureError(f"ONNX {node.op_type} '{node.name or node.output[0]}' needs constant inputs")
+        foldable = all(c is not None or not name for c, name in zip(consts, node.input, strict=True))
+        if (node.op_type not in FOLDERS or not foldable) and node.op_type not in CONVERTERS:
+            raise UnsupportedFeatureError(f"{where} needs constant inputs")
         try:
-            CONVERTERS[node.op_type](self, node)
+            if node.op_type in FOLDERS and foldable:
+                for name, array in zip(node.output, FOLDERS[node.op_type](self, node, consts), strict=False):  # type: ignore[arg-type]
+                    self.set_const(name, array)
+            else:
+                CONVERTERS[node.op_type](self, node)
         except (UnsupportedFeatureError, ModelFormatError) as exc:
-            raise type(exc)(f"ONNX {node.op_type} '{node.name or node.output[0]}': {exc}") from None
+            raise type(exc)(f"{where}: {exc}") from None
+        except (ValueError, TypeError, IndexError, KeyError, ArithmeticError) as exc:
+            # the checker accepts models whose shapes and data disagree; they end here
+            raise ModelFormatError(f"{where}: inconsistent shapes or data ({exc})") from None
 
 
 OPTIONS_TABLES = {
@@ -309,7 +316,11 @@ OPTIONS_TABLES = {
 
 
 def constant_tensor(name: str, array: np.ndarray) -> Tensor:
-    data = np.ascontiguousarray(array.astype(np.int32) if array.dtype == np.int64 else array)
+    if array.dtype == np.int64:
+        if array.size and (array.min() < np.iinfo(np.int32).min or array.max() > np.iinfo(np.int32).max):
+            raise UnsupportedFeatureError(f"int64 constant '{name}' does not fit the int32 TFLite uses")
+        array = array.astype(np.int32)
+    data = np.ascontiguousarray(array)
     data.flags.writeable = False
     return Tensor(name, _dtype_of(data), tuple(data.shape), data)
 
@@ -331,6 +342,8 @@ def _type_of(info: Any) -> tuple[DType, tuple[int, ...] | None]:
     dims = []
     for d in t.shape.dim:
         if d.HasField("dim_value"):
+            if not 0 <= d.dim_value < 2**31:
+                raise ModelFormatError(f"value '{info.name}' has dimension {d.dim_value}")
             dims.append(int(d.dim_value))
         elif d.HasField("dim_param") or not d.HasField("dim_value"):
             dims.append(1)  # a symbolic (batch) dimension: 1
@@ -349,13 +362,13 @@ def fuse_gelu(nodes: list[Any], importer: Importer) -> list[Any]:
 
     from onnx import numpy_helper
 
-    constants = {
-        n.output[0]: numpy_helper.to_array(a.t)
-        for n in nodes
-        if n.op_type == "Constant"
-        for a in n.attribute
-        if a.name == "value"
-    }
+    constants: dict[str, np.ndarray] = {}
+    for n in nodes:
+        for a in n.attribute:
+            if n.op_type == "Constant" and a.name == "value" and n.output:
+                # a damaged constant is reported when its Constant node is converted
+                with contextlib.suppress(ValueError, TypeError, KeyError):
+                    constants[n.output[0]] = numpy_helper.to_array(a.t)
 
     def scalar(name: str) -> float | None:
         c = importer.const(name)

@@ -27,6 +27,7 @@ def load_onnx(path: str | os.PathLike[str]) -> Any:
         raise ModelFormatError(f"{p}: not a valid ONNX file ({_first_line(exc)})") from None
     if not model.HasField("graph"):
         raise ModelFormatError(f"{p}: not a valid ONNX file (no graph)")
+    _check_names(model, p)
     _load_external_data(model, p)
     try:
         onnx.checker.check_model(model)
@@ -40,6 +41,18 @@ def load_onnx(path: str | os.PathLike[str]) -> Any:
     except Exception as exc:
         raise ModelFormatError(f"{p}: ONNX shape inference failed: {_first_line(exc)}") from None
     return model
+
+
+def _check_names(model: Any, path: Path) -> None:
+    """protobuf hands back bytes for a name that is not valid UTF-8: refuse those files up front."""
+    g = model.graph
+    names: list[Any] = [o.domain for o in model.opset_import]
+    for node in g.node:
+        names += [node.name, node.op_type, node.domain, *node.input, *node.output]
+    for value in [*g.input, *g.output, *g.value_info, *g.initializer]:
+        names.append(value.name)
+    if any(not isinstance(name, str) for name in names):
+        raise ModelFormatError(f"{path}: invalid ONNX model: a name is not valid UTF-8")
 
 
 def _load_external_data(model: Any, path: Path) -> None:
