@@ -610,6 +610,20 @@ def make_transformer_block_float(out: Path) -> None:
     finish(path, model, (1, TOKENS, DIM), check, FLOAT_RTOL)
 
 
+TEST_IMAGES = 20
+TEST_IMAGES_SEED = 4242
+
+
+def make_mbv2_test_images(out: Path) -> None:
+    """Held-out synthetic-task images (NCHW float32, [20, 1, 3, 32, 32]): the test samples on which the
+    converted CNNs must give onnxruntime's arg-max (random noise has near-tied logits)."""
+    x, _ = synthetic_batch(TEST_IMAGES, TEST_IMAGES_SEED)
+    images = x.numpy().astype(np.float32).reshape(TEST_IMAGES, 1, *IMAGE_SHAPE)
+    with open(out / "mbv2_test_images.npy", "wb") as f:
+        np.save(f, images, allow_pickle=False)
+    print(f"mbv2_test_images.npy: {images.shape}, {images.nbytes} bytes")
+
+
 FIXTURES: dict[str, Callable[[Path], None]] = {
     "mbv2_float": make_mbv2_float,
     "mbv2_conv_div_bn_float": make_mbv2_conv_div_bn_float,
@@ -617,6 +631,7 @@ FIXTURES: dict[str, Callable[[Path], None]] = {
     "mbv2_ort_qdq": make_mbv2_ort_qdq,
     "mbv2_ort_qdq_preprocessed": make_mbv2_ort_qdq_preprocessed,
     "transformer_block_float": make_transformer_block_float,
+    "mbv2_test_images": make_mbv2_test_images,
 }
 
 

@@ -108,16 +108,34 @@ def test_fake_quant_ops_fold_like_qdq_pairs(io: str) -> None:
 def test_activation_without_fake_quant_stops_with_its_name() -> None:
     model = load("qat_cnn_fq")
     g = model.main
-    mean, q, dq = _mean_and_its_fake_quant(g)
-    g.replace_uses(output(g, dq), output(g, mean))
+    add = next(op for op in g.ops if op.type == "ADD")
+    (q,) = g.consumer_ops(output(g, add))
+    (dq,) = g.consumer_ops(output(g, q))
+    g.replace_uses(output(g, dq), output(g, add))
+    left = [output(g, q), output(g, dq)]
     g.remove_op(q)
     g.remove_op(dq)
+    g.drop_unused(*left)
     with pytest.raises(MissingQuantizationError) as err:
         run_passes(model, "fold-fake-quant")
     assert str(err.value) == (
-        f"tensor '{output(g, mean).name}' (written by MEAN '{output(g, mean).name}') has no fake-quant range; "
+        f"tensor '{output(g, add).name}' (written by ADD '{output(g, add).name}') has no fake-quant range; "
         "fold-fake-quant needs a FAKE_QUANT or QUANTIZE/DEQUANTIZE pair on every activation (it does not calibrate)"
     )
+
+
+def test_pooling_without_fake_quant_keeps_its_inputs_range() -> None:
+    """PyTorch's quantized pooling keeps its input's quantization; so does MEAN without a fake-quant."""
+    model = load("qat_cnn_fq")
+    g = model.main
+    mean, q, dq = _mean_and_its_fake_quant(g)
+    g.replace_uses(output(g, dq), output(g, mean))
+    left = [output(g, q), output(g, dq)]
+    g.remove_op(q)
+    g.remove_op(dq)
+    g.drop_unused(*left)
+    run_passes(model, "fold-fake-quant")
+    assert same_quant(g.inputs_of(mean)[0], output(g, mean))
 
 
 def test_float_model_is_refused() -> None:

@@ -18,19 +18,19 @@ from npupass.errors import ModelFormatError, UnsupportedFeatureError
 from npupass.frontends import load_model
 from npupass.passes import run_passes
 from npupass.verify.litert import LiteRTModel
-from npupass.verify.onnxrt import InOnnxLayout, OnnxRuntimeModel
+from npupass.verify.onnxrt import AsTflite, OnnxRuntimeModel
 
 FLOAT_MODELS = ["mbv2_float", "mbv2_conv_div_bn_float", "transformer_block_float"]
 
 
 def _max_rel_error(onnx_path: Path, model, seeds: int = 3) -> float:
-    ort = OnnxRuntimeModel(onnx_path)
     layout = json.loads(model.metadata_entry("npupass_onnx_layout") or b"null")
-    lite = InOnnxLayout(LiteRTModel(serialize_tflite(model)), ort.inputs, ort.outputs, layout)
+    lite = LiteRTModel(serialize_tflite(model))
+    ort = AsTflite(OnnxRuntimeModel(onnx_path), lite, layout)
     worst = 0.0
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
-        inputs = [rng.uniform(-1, 1, s.shape).astype(s.dtype) for s in ort.inputs]
+        inputs = [rng.uniform(-1, 1, s.shape).astype(s.dtype) for s in lite.inputs]
         for a, b in zip(ort.run(inputs), lite.run(inputs), strict=True):
             worst = max(worst, float(np.abs(a - b).max() / np.abs(a).max()))
     return worst

@@ -18,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 from npupass.backends.tflite import serialize_tflite
 from npupass.frontends import load_model
 from npupass.verify.litert import LiteRTModel
-from npupass.verify.onnxrt import InOnnxLayout, OnnxRuntimeModel
+from npupass.verify.onnxrt import AsTflite, OnnxRuntimeModel
 
 X = (1, 4, 6, 6)
 
@@ -138,11 +138,11 @@ def test_op_matches_onnxruntime(case: str, tmp_path: Path) -> None:
     # LogSoftmax over W needs ONNX order (one TRANSPOSE; its output stays in ONNX order); every
     # other op stays in the NHWC it was given
     assert Counter(op.type for op in ir.main.ops)["TRANSPOSE"] == (1 if case == "log_softmax" else 0)
-    ort = OnnxRuntimeModel(path)
     layout = json.loads(ir.metadata_entry("npupass_onnx_layout") or b"null")
-    lite = InOnnxLayout(LiteRTModel(serialize_tflite(ir)), ort.inputs, ort.outputs, layout)
+    lite = LiteRTModel(serialize_tflite(ir))
+    ort = AsTflite(OnnxRuntimeModel(path), lite, layout)
     rng = np.random.default_rng(0)
-    x = rng.uniform(-2, 2, X).astype(np.float32)
+    x = rng.uniform(-2, 2, lite.inputs[0].shape).astype(np.float32)  # as the TFLite model takes it (NHWC)
     (want,), (got,) = ort.run([x]), lite.run([x])
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

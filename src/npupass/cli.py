@@ -160,7 +160,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     model = load_model(src, keep_nchw_io=args.keep_nchw_io)
     if model.source_format == "onnx" and not args.passes:
-        args.passes = ONNX_DEFAULT_PIPELINE  # ONNX batch norms are IR-only ops until folded
+        # ONNX batch norms are IR-only ops until folded; a QDQ model is folded into real int8
+        quantized = any(op.type in ("QUANTIZE", "DEQUANTIZE") for op in model.main.iter_ops())
+        args.passes = ONNX_DEFAULT_PIPELINE + (",fold-fake-quant" if quantized else "")
     if (args.explain or args.io) and not args.passes:
         raise NpupassError(f"{'--explain' if args.explain else '--io'} needs --passes")
     result: dict[str, Any] = {"input": str(src), "output": str(out)}

@@ -98,6 +98,80 @@ class FoldMatch(Match):
     slot: int
 
 
+@dataclass
+class DequantizedConstant:
+    """A weight or bias behind DEQUANTIZE: of an integer constant (`quantize` None), or of a float
+    constant through QUANTIZE (a fake-quantized QAT weight). `stored` holds the quantization."""
+
+    dequantize: Op
+    stored: Tensor
+    quantize: Op | None
+    source: Tensor
+
+    def tensors(self, graph: Graph) -> list[Tensor]:
+        return [output(graph, self.dequantize), self.stored, self.source]
+
+
+def dequantized_constant(graph: Graph, t: Tensor | None) -> DequantizedConstant | None:
+    dq = producer_of(graph, t, "DEQUANTIZE")
+    stored = graph.inputs_of(dq)[0] if dq is not None else None
+    if dq is None or stored is None or stored.quant is None or not stored.quant.is_affine:
+        return None
+    if stored.is_constant:
+        return DequantizedConstant(dq, stored, None, stored)
+    q = producer_of(graph, stored, "QUANTIZE")
+    source = graph.inputs_of(q)[0] if q is not None else None
+    if q is None or source is None or not source.is_constant or source.dtype is not DType.FLOAT32:
+        return None
+    return DequantizedConstant(dq, stored, q, source)
+
+
+def _dequantized_problem(graph: Graph, c: DequantizedConstant, owner: Op, axis: int, what: str) -> str | None:
+    readers = [graph.consumer_ops(t) for t in c.tensors(graph)[:2]]
+    if any(len(r) != 1 for r in readers) or len(graph.consumer_ops(c.source)) != 1:
+        return f"{what} '{c.source.name}' behind DEQUANTIZE is shared"
+    q = c.stored.quant
+    assert q is not None
+    if q.per_axis and q.axis != axis:
+        return f"{what} '{c.source.name}' is quantized along axis {q.axis}, not the output channels"
+    return None
+
+
+def _rescaled(c: DequantizedConstant, factor: np.ndarray, axis: int) -> tuple[Tensor, Quantization]:
+    """The constant behind DEQUANTIZE with per-channel factor folded in: scales times |factor|, and
+    for negative factors the values negated, so the integers stay the same up to sign."""
+    q = c.stored.quant
+    assert q is not None and c.source.data is not None
+    channels = factor.size
+    scale = np.broadcast_to(q.scale.astype(np.float64), (channels,)) * np.abs(factor)
+    zero_point = np.broadcast_to(q.zero_point, (channels,)) if q.zero_point.size else np.zeros(channels, np.int64)
+    quant = Quantization(scale.astype(np.float32), zero_point.copy(), axis)
+    data = np.asarray(c.source.data)
+    if c.quantize is not None:  # float source: QUANTIZE recomputes the same integers from W * factor
+        values = data.astype(np.float64) * _along(factor, axis, data.ndim)
+        return new_constant(c.source.name, values), quant
+    flipped = data.astype(np.int64) * _along(np.sign(factor).astype(np.int64), axis, data.ndim)
+    return new_constant(c.source.name, flipped, c.source.dtype, quant), quant
+
+
+def _negation_problem(c: DequantizedConstant, factor: np.ndarray, axis: int) -> str | None:
+    """Negative factors negate integers: only exact with a zero point of 0 and no -128 to flip."""
+    if np.all(factor > 0):
+        return None
+    q = c.stored.quant
+    assert q is not None and c.source.data is not None
+    if np.any(q.zero_point != 0):
+        return "a negative factor with an asymmetric quantization"
+    data = np.asarray(c.source.data)
+    if c.quantize is not None:
+        scale = _along(np.broadcast_to(q.scale.astype(np.float64), factor.shape), axis, data.ndim)
+        data = np.round(data / scale)
+    negative = _along(factor < 0, axis, data.ndim)
+    if np.any((data <= -128) & negative):
+        return "a negative factor would flip -128, which int8 cannot hold"
+    return None
+
+
 def _fold_match(graph: Graph, op: Op, constant_slots: tuple[int, ...]) -> FoldMatch | None:
     found = constant_operand(graph, op, constant_slots)
     if found is None:
@@ -123,15 +197,23 @@ def _common_problem(graph: Graph, m: FoldMatch) -> str | None:
         return f"only int8 graphs fold into weight scales, not {output(graph, p).dtype}"
     slots = WEIGHTED_OPS[p.type]
     weight = input_at(graph, p, slots.weight)
+    bias = input_at(graph, p, slots.bias)
+    dq_bias = dequantized_constant(graph, bias)
+    if bias is not None and not bias.is_constant and (dq_bias is None or dq_bias.quantize is not None):
+        return f"bias '{bias.name}' is not a constant"
+    if dq_bias is not None:
+        problem = _dequantized_problem(graph, dq_bias, p, 0, "bias")
+        if problem:
+            return problem
+    dq_weight = dequantized_constant(graph, weight)
+    if dq_weight is not None:
+        return _dequantized_problem(graph, dq_weight, p, slots.axis, "weight")
     if weight is None or not weight.is_constant:
         source = producer_of(graph, weight)
         how = f" (written by {source.type})" if source is not None else ""
         return f"weight '{weight.name if weight else '?'}' is not a constant{how}"
     if weight.sparsity is not None:
         return f"weight '{weight.name}' is stored sparse"
-    bias = input_at(graph, p, slots.bias)
-    if bias is not None and not bias.is_constant:
-        return f"bias '{bias.name}' is not a constant"
     # a shared bias is fine: the fold writes a new one (the converter shares equal biases)
     return shared_problem(graph, weight, p, "weight")
 
@@ -189,8 +271,15 @@ class FoldScale(Rule):
         factor = _factor(m, _channels(graph, m.producer))
         if factor is None:
             return f"constant '{m.constant.name}' is not one finite nonzero factor per output channel"
-        weight = input_at(graph, m.producer, WEIGHTED_OPS[m.producer.type].weight)
+        slots = WEIGHTED_OPS[m.producer.type]
+        weight = input_at(graph, m.producer, slots.weight)
         assert weight is not None
+        dq_weight = dequantized_constant(graph, weight)
+        if dq_weight is not None:
+            dq_bias = dequantized_constant(graph, input_at(graph, m.producer, slots.bias))
+            return _negation_problem(dq_weight, factor, slots.axis) or (
+                _negation_problem(dq_bias, factor, 0) if dq_bias is not None else None
+            )
         if is_quantized(output(graph, m.producer)):
             if not is_quantized(weight) or weight.quant is None or np.any(weight.quant.zero_point != 0):
                 return "quantized op without a symmetric int8 weight"
@@ -205,9 +294,19 @@ class FoldScale(Rule):
         p = m.producer
         weight_slot, bias_slot, axis = WEIGHTED_OPS[p.type][1:]
         weight, bias = input_at(graph, p, weight_slot), input_at(graph, p, bias_slot)
-        assert weight is not None and weight.data is not None and weight.shape is not None
-        factor = _factor(m, weight.shape[axis])
-        assert factor is not None
+        factor = _factor(m, _channels(graph, p))
+        assert weight is not None and factor is not None
+        dq_weight = dequantized_constant(graph, weight)
+        if dq_weight is not None:  # fold into the scales behind DEQUANTIZE: the integers stay
+            _refold(graph, dq_weight, factor, axis)
+            dq_bias = dequantized_constant(graph, bias)
+            if dq_bias is not None:
+                _refold(graph, dq_bias, factor, 0)
+            elif bias is not None and bias.data is not None:
+                _replace(graph, p, bias_slot, new_constant(bias.name, bias.data.astype(np.float64) * factor))
+            _take_over(graph, m)
+            return [p]
+        assert weight.data is not None
         if is_quantized(output(graph, p)):
             assert weight.quant is not None
             w_scale = np.broadcast_to(weight.quant.scale.astype(np.float64), factor.shape) * factor
@@ -222,6 +321,15 @@ class FoldScale(Rule):
                 _replace(graph, p, bias_slot, new_constant(bias.name, bias.data.astype(np.float64) * factor))
         _take_over(graph, m)
         return [p]
+
+
+def _refold(graph: Graph, c: DequantizedConstant, factor: np.ndarray, axis: int) -> None:
+    new, quant = _rescaled(c, factor, axis)
+    reader = c.quantize if c.quantize is not None else c.dequantize
+    graph.set_input(reader, 0, new)
+    graph.drop_unused(c.source)
+    if c.quantize is not None:
+        c.stored.quant = quant  # the QUANTIZE output: same integers, scaled grid
 
 
 def _requantized(t: Tensor, scale: np.ndarray, axis: int) -> Tensor:
@@ -279,6 +387,16 @@ class FoldShift(Rule):
         if m.affine.type == "SUB":
             shift = -shift
         base = bias.name if bias is not None else f"{output(graph, p).name}/bias"
+        dq_bias = dequantized_constant(graph, bias)
+        if dq_bias is not None:  # an int32 bias behind DEQUANTIZE: add the shift in its steps
+            q = dq_bias.stored.quant
+            assert q is not None and dq_bias.source.data is not None
+            steps = np.round(shift / np.broadcast_to(q.scale.astype(np.float64), (channels,)))
+            ints = np.clip(np.asarray(dq_bias.source.data, dtype=np.float64) + steps, -(2**31), 2**31 - 1)
+            graph.set_input(dq_bias.dequantize, 0, new_constant(dq_bias.source.name, ints, DType.INT32, q))
+            graph.drop_unused(dq_bias.source)
+            _take_over(graph, m)
+            return [p]
         if is_quantized(output(graph, p)):
             x = input_at(graph, p, WEIGHTED_OPS[p.type].input)
             assert x is not None and x.quant is not None and weight.quant is not None

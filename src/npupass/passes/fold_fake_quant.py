@@ -83,6 +83,9 @@ SAME_QUANT_OPS = frozenset(
         "AVERAGE_POOL_2D",
     }
 )
+# Ops whose output stays within the input's range: without a fake-quant of its own, the output takes
+# the input's quantization (PyTorch's quantized pooling does the same), but may differ when given one.
+INHERIT_QUANT_OPS = frozenset({"MEAN", "REDUCE_MAX", "REDUCE_MIN", "RELU", "RELU6", "RELU_N1_TO_1"})
 # Ops whose int8 kernels accept exactly one output quantization.
 FIXED_OUTPUT_QUANT: dict[str, tuple[float, int]] = {
     "SOFTMAX": (1.0 / 256, -128),
@@ -198,20 +201,25 @@ class _Fold:
         self.ctx.rewrote("weight-fake-quant", [], [])
 
     def fold_dequantized_constants(self) -> None:
-        """int8 constant -> DEQUANTIZE ==> the int8 constant (weights already quantized)."""
+        """int8 / uint8 / int32 constant -> DEQUANTIZE ==> the constant itself (already quantized
+        weights and biases); uint8 becomes int8 with zero points shifted by 128."""
         g = self.graph
         for op in list(g.iter_ops()):
             if op.type != "DEQUANTIZE":
                 continue
             src = g.inputs_of(op)[0]
-            if src is None or not src.is_constant or src.dtype not in (DType.INT8, DType.UINT8) or src.quant is None:
+            if src is None or not src.is_constant or src.quant is None:
                 continue
-            q = as_int8(src.quant, src.dtype)
-            data = np.asarray(src.data)
-            if src.dtype is DType.UINT8:
-                data = (data.astype(np.int16) - 128).astype(np.int8)
-            weight = new_constant(src.name, data, DType.INT8, q)
-            self._bypass([op], [output(g, op)], weight)
+            if src.dtype is DType.INT32:
+                stored = new_constant(src.name, np.asarray(src.data), DType.INT32, src.quant)
+            elif src.dtype in (DType.INT8, DType.UINT8):
+                data = np.asarray(src.data)
+                if src.dtype is DType.UINT8:
+                    data = (data.astype(np.int16) - 128).astype(np.int8)
+                stored = new_constant(src.name, data, DType.INT8, as_int8(src.quant, src.dtype))
+            else:
+                continue
+            self._bypass([op], [output(g, op)], stored)
             self.ctx.rewrote("dequantized-constant", [], [])
 
     # -- activations ------------------------------------------------------------------------------
@@ -308,7 +316,7 @@ class _Fold:
                         if t not in self.quant or not same_quant_values(self.quant[t], fixed):
                             self.quant[t] = fixed
                             changed = True
-                if op.type not in SAME_QUANT_OPS or not ins:
+                if (op.type not in SAME_QUANT_OPS and op.type not in INHERIT_QUANT_OPS) or not ins:
                     continue
                 x = ins[0]
                 if x in self.quant:
@@ -316,7 +324,7 @@ class _Fold:
                         if t not in self.quant:
                             self.quant[t] = self.quant[x]
                             changed = True
-                elif outs and outs[0] in self.quant and x.dtype.is_float:
+                elif op.type in SAME_QUANT_OPS and outs and outs[0] in self.quant and x.dtype.is_float:
                     self.quant[x] = self.quant[outs[0]]
                     changed = True
             if not changed:
@@ -325,7 +333,7 @@ class _Fold:
     def require_quantization(self) -> None:
         g = self.graph
         for t in g.tensors:
-            if t.dtype.is_float and not t.is_constant and t not in self.quant:
+            if t.dtype.is_float and not t.is_constant and t not in self.quant and g.nx.degree(t):
                 at_boundary = self.io == "float" and (t in g.inputs or g.is_graph_output(t))
                 if at_boundary:
                     continue

@@ -10,7 +10,7 @@ from npupass.frontends import load_model
 from npupass.ir.graph import Model
 from npupass.verify.compare import Comparison, OutputComparison, Tolerance, compare, float_input_ranges
 from npupass.verify.litert import LiteRTModel, ReferenceError, make_inputs
-from npupass.verify.onnxrt import InOnnxLayout, OnnxRuntimeModel
+from npupass.verify.onnxrt import AsTflite, OnnxRuntimeModel
 
 
 def verify_files(
@@ -31,9 +31,9 @@ def verify_files(
     ranges = float_input_ranges(model_a) if model_a.source_format == "tflite" else {}
     ref_a, ref_b = _reference(model_a, a, delegates), _reference(model_b, b, delegates)
     if isinstance(ref_a, OnnxRuntimeModel) and isinstance(ref_b, LiteRTModel):
-        ref_b = InOnnxLayout(ref_b, ref_a.inputs, ref_a.outputs, _layout(model_b))  # type: ignore[assignment]
+        ref_a = AsTflite(ref_a, ref_b, _layout(model_b))  # type: ignore[assignment]
     elif isinstance(ref_b, OnnxRuntimeModel) and isinstance(ref_a, LiteRTModel):
-        ref_a = InOnnxLayout(ref_a, ref_b.inputs, ref_b.outputs, _layout(model_a))  # type: ignore[assignment]
+        ref_b = AsTflite(ref_b, ref_a, _layout(model_a))  # type: ignore[assignment]
     return compare(ref_a, ref_b, samples, seed, tolerance, ranges, progress)  # type: ignore[arg-type]
 
 

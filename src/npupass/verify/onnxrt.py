@@ -31,6 +31,9 @@ class OnnxRuntimeModel:
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # the model as written: no fusions (ORT's QDQ fusions refuse [1]-shaped scales that PyTorch
+        # exports, and would swap the reference's float QDQ arithmetic for its own int8 kernels)
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         try:
             self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
@@ -54,42 +57,40 @@ def _spec(arg: Any) -> TensorSpec:
     return TensorSpec(arg.name, np.dtype(dtype), shape, 0.0, 0)
 
 
-class InOnnxLayout:
-    """A TFLite model seen in its ONNX model's layout: NCHW inputs are transposed to the NHWC the
-    TFLite model reads, and NHWC outputs back to NCHW. `layout` is what npupass's ONNX import
-    recorded in the TFLite metadata ({"inputs": [perm, ...], "outputs": [...]}); without it the
-    shapes decide (ambiguous only when C == H == W)."""
+class AsTflite:
+    """An ONNX model in onnxruntime, seen through its TFLite conversion's interface: inputs arrive as
+    the TFLite model takes them (NHWC, int8 when quantized) and are dequantized and transposed for
+    onnxruntime; outputs are transposed back and quantized onto the TFLite output's grid, so integer
+    outputs compare in quantization steps.
+
+    `layout` is what npupass's ONNX import recorded in the TFLite metadata ({"inputs": [perm, ...],
+    "outputs": [...]}); without it the shapes decide (ambiguous only when C == H == W).
+    """
 
     def __init__(
-        self,
-        model: LiteRTModel,
-        onnx_inputs: list[TensorSpec],
-        onnx_outputs: list[TensorSpec],
-        layout: dict[str, list[list[int]]] | None = None,
+        self, ort: OnnxRuntimeModel, tflite: LiteRTModel, layout: dict[str, list[list[int]]] | None = None
     ) -> None:
-        self._model = model
-        if layout is not None and len(layout["inputs"]) == len(onnx_inputs):
+        from npupass.verify.passes import from_real, to_real
+
+        self._ort, self._to_real, self._from_real = ort, to_real, from_real
+        self.inputs, self.outputs = tflite.inputs, tflite.outputs
+        if layout is not None and len(layout.get("inputs", [])) == len(ort.inputs):
             self._in = [tuple(p) == TO_NHWC for p in layout["inputs"]]
             self._out = [tuple(p) == TO_NHWC for p in layout["outputs"]]
         else:
-            self._in = [_needs_transpose(o.shape, t.shape) for o, t in zip(onnx_inputs, model.inputs, strict=False)]
-            self._out = [_needs_transpose(o.shape, t.shape) for o, t in zip(onnx_outputs, model.outputs, strict=False)]
-        self.inputs = [
-            _with_shape(t, o.shape) if flip else t
-            for t, o, flip in zip(model.inputs, onnx_inputs, self._in, strict=False)
-        ]
-        self.outputs = [
-            _with_shape(t, o.shape) if flip else t
-            for t, o, flip in zip(model.outputs, onnx_outputs, self._out, strict=False)
-        ]
+            self._in = [_needs_transpose(o.shape, t.shape) for o, t in zip(ort.inputs, tflite.inputs, strict=False)]
+            self._out = [_needs_transpose(o.shape, t.shape) for o, t in zip(ort.outputs, tflite.outputs, strict=False)]
 
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        fed = [
-            np.ascontiguousarray(np.transpose(x, TO_NHWC)) if flip else x
-            for x, flip in zip(inputs, self._in, strict=True)
-        ]
-        outs = self._model.run(fed)
-        return [np.transpose(y, TO_NCHW) if flip else y for y, flip in zip(outs, self._out, strict=True)]
+        fed = []
+        for x, spec, target, flip in zip(inputs, self.inputs, self._ort.inputs, self._in, strict=True):
+            real = self._to_real(x, spec).astype(target.dtype)
+            fed.append(np.ascontiguousarray(np.transpose(real, TO_NCHW)) if flip else real)
+        outs = []
+        for y, spec, flip in zip(self._ort.run(fed), self.outputs, self._out, strict=True):
+            y = np.transpose(y, TO_NHWC) if flip else y
+            outs.append(self._from_real(y.astype(np.float64), spec) if spec.quantized else y.astype(spec.dtype))
+        return outs
 
 
 def _needs_transpose(onnx_shape: tuple[int, ...], tflite_shape: tuple[int, ...]) -> bool:

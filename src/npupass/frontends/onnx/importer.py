@@ -19,7 +19,7 @@ import numpy as np
 
 from npupass.errors import ModelFormatError, UnsupportedFeatureError
 from npupass.ir.graph import Graph, Model, Op, Signature, Tensor
-from npupass.ir.types import DType
+from npupass.ir.types import DType, Quantization
 from npupass.tflite_schema import default_options
 
 NHWC = (0, 2, 3, 1)
@@ -50,15 +50,46 @@ def layout_for(rank: int) -> tuple[int, ...]:
 
 
 @dataclass
+class Quantized:
+    """A constant behind QuantizeLinear/DequantizeLinear, kept until a reader says how to lay it out.
+
+    `fake`: `data` is float and passes through QUANTIZE -> DEQUANTIZE (a QAT weight); otherwise
+    `data` holds the integers and only DEQUANTIZE follows. `axis` is the ONNX per-axis axis.
+    """
+
+    data: np.ndarray
+    scale: np.ndarray
+    zero_point: np.ndarray
+    axis: int | None
+    storage: DType
+    fake: bool
+
+    def real(self) -> np.ndarray:
+        """The float values the model computes with (what DequantizeLinear yields)."""
+        shape = [1] * self.data.ndim
+        if self.axis is not None:
+            shape[self.axis] = -1
+        scale = self.scale.astype(np.float64).reshape(shape if self.axis is not None else ())
+        zp = self.zero_point.astype(np.float64).reshape(shape if self.axis is not None else ())
+        ints = self.data.astype(np.float64)
+        if self.fake:
+            info = np.iinfo(self.storage.numpy)
+            ints = np.clip(np.round(ints / scale) + zp, info.min, info.max)
+        return ((ints - zp) * scale).astype(np.float32)
+
+
+@dataclass
 class Value:
     """One ONNX value: its IR tensor (None for a constant not yet needed as a tensor), the layout
-    of that tensor, its value when known at import time, and its static ONNX shape."""
+    of that tensor, its value when known at import time, its static ONNX shape, and for a
+    quantized constant the integers and scales behind it."""
 
     tensor: Tensor | None
     perm: tuple[int, ...]
     const: np.ndarray | None
     shape: tuple[int, ...] | None
     dtype: DType
+    quantized: Quantized | None = None
 
 
 Converter = Callable[["Importer", Any], None]
@@ -137,6 +168,8 @@ class Importer:
         value = self.values[name]
         rank = len(value.shape) if value.shape is not None else len(value.perm)
         perm = perm if perm is not None else identity(rank)
+        if value.tensor is None and value.quantized is not None:
+            return self._quantized_constant(name, value.quantized, perm)
         if value.tensor is None:  # a constant: lay it out as asked
             assert value.const is not None
             data = np.transpose(value.const, perm) if value.const.ndim == len(perm) else value.const
@@ -144,6 +177,34 @@ class Importer:
         if value.perm == perm:
             return value.tensor
         return self._relayout(name, value, perm)
+
+    def _quantized_constant(self, name: str, q: Quantized, perm: tuple[int, ...]) -> Tensor:
+        """The constant laid out as `perm`, then QUANTIZE -> DEQUANTIZE (fake) or DEQUANTIZE: the form
+        fold-fake-quant turns into an int8 constant with the model's own scales."""
+        data = np.transpose(q.data, perm) if q.data.ndim == len(perm) else q.data
+        axis = perm.index(q.axis) if q.axis is not None and q.data.ndim == len(perm) else 0
+        quant = Quantization(q.scale, q.zero_point, axis)
+        shape = tuple(data.shape)
+        real = Tensor(f"{name}/real", DType.FLOAT32, shape)
+        if q.fake:
+            stored = Tensor(f"{name}/quantized", q.storage, shape, quant=quant)
+            self.graph.add_op(
+                Op("QUANTIZE", name=stored.name), [constant_tensor(name, data.astype(np.float32))], [stored]
+            )
+        else:
+            stored = constant_tensor(name, data.astype(q.storage.numpy))
+            stored.quant = quant
+        self.graph.add_op(Op("DEQUANTIZE", name=real.name), [stored], [real])
+        return real
+
+    def real_const(self, name: str) -> np.ndarray | None:
+        """A constant's float values, also through DequantizeLinear (for parameters folded in float)."""
+        value = self.values.get(name) if name else None
+        if value is None:
+            return None
+        if value.quantized is not None:
+            return value.quantized.real()
+        return value.const
 
     def _relayout(self, name: str, value: Value, perm: tuple[int, ...]) -> Tensor:
         assert value.tensor is not None and value.shape is not None

@@ -11,12 +11,15 @@ from npupass.errors import UnsupportedFeatureError
 from npupass.frontends.onnx.importer import (
     NHWC,
     Importer,
+    Quantized,
+    Value,
     constant_tensor,
     converter,
     folder,
     identity,
 )
 from npupass.ir.graph import Tensor
+from npupass.ir.types import DType, Quantization
 
 
 def attrs(node: Any) -> dict[str, Any]:
@@ -221,10 +224,12 @@ def _padding(
 @converter("Conv")
 def _conv(imp: Importer, node: Any) -> None:
     a = attrs(node)
-    weight = imp.const(node.input[1])
+    weight = imp.real_const(node.input[1])
     if weight is None or weight.ndim != 4:
         raise UnsupportedFeatureError("only 2-D convolutions with constant weights are supported")
-    bias = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    has_bias = len(node.input) > 2 and bool(node.input[2])
+    if has_bias and imp.real_const(node.input[2]) is None:
+        raise UnsupportedFeatureError("the bias must be a constant")
     x = imp.nhwc(node.input[0])
     assert x.shape is not None
     group = a.get("group", 1)
@@ -240,18 +245,20 @@ def _conv(imp: Importer, node: Any) -> None:
         "dilation_w_factor": dilations[1],
         "fused_activation_function": "NONE",
     }
-    b = constant_tensor(f"{node.output[0]}/bias", (bias if bias is not None else np.zeros(out_ch)).astype(np.float32))
+    b = (
+        imp.tensor(node.input[2])
+        if has_bias
+        else constant_tensor(f"{node.output[0]}/bias", np.zeros(out_ch, np.float32))
+    )
     out = imp.output(node.output[0], NHWC)
     assert x.shape is not None
     if group == 1:
-        w = constant_tensor(node.input[1], np.transpose(weight, (0, 2, 3, 1)))
-        imp.emit("CONV_2D", [x, w, b], [out], common)
+        imp.emit("CONV_2D", [x, imp.tensor(node.input[1], (0, 2, 3, 1)), b], [out], common)
     elif group == x.shape[-1] and in_per_group == 1:
-        w = constant_tensor(node.input[1], np.transpose(weight, (1, 2, 3, 0)))
+        w = imp.tensor(node.input[1], (1, 2, 3, 0))
         imp.emit("DEPTHWISE_CONV_2D", [x, w, b], [out], common | {"depth_multiplier": out_ch // group})
     elif in_per_group * group == x.shape[-1]:  # grouped: TFLite's CONV_2D reads groups off the filter depth
-        w = constant_tensor(node.input[1], np.transpose(weight, (0, 2, 3, 1)))
-        imp.emit("CONV_2D", [x, w, b], [out], common)
+        imp.emit("CONV_2D", [x, imp.tensor(node.input[1], (0, 2, 3, 1)), b], [out], common)
     else:
         raise UnsupportedFeatureError(f"Conv with group {group} does not divide {x.shape[-1]} input channels")
 
@@ -319,7 +326,7 @@ def _batch_norm(imp: Importer, node: Any) -> None:
         raise UnsupportedFeatureError(f"BatchNormalization on a rank-{rank} input")
     params = []
     for name in node.input[1:5]:
-        c = imp.const(name)
+        c = imp.real_const(name)
         if c is None:
             raise UnsupportedFeatureError("BatchNormalization parameters must be constants")
         params.append(constant_tensor(name, c.astype(np.float32)))
@@ -451,18 +458,30 @@ def _gemm(imp: Importer, node: Any) -> None:
     a = attrs(node)
     if a.get("transA", 0):
         raise UnsupportedFeatureError("Gemm with transA")
-    weight = imp.const(node.input[1])
-    if weight is None:
+    weight = imp.real_const(node.input[1])
+    if weight is None or weight.ndim != 2:
         raise UnsupportedFeatureError("Gemm with a non-constant B")
-    w = weight if a.get("transB", 0) else weight.T  # FULLY_CONNECTED wants [N, K]
-    w = w * a.get("alpha", 1.0)
-    bias = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-    inputs: list[Tensor | None] = [imp.tensor(node.input[0]), constant_tensor(node.input[1], w.astype(np.float32))]
-    if bias is not None:
-        b = np.broadcast_to(bias.reshape(-1) if bias.size == w.shape[0] else bias, (w.shape[0],)) * a.get("beta", 1.0)
-        inputs.append(constant_tensor(node.input[2], b.astype(np.float32)))
+    layout = (0, 1) if a.get("transB", 0) else (1, 0)  # FULLY_CONNECTED wants [N, K]
+    alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+    plain = imp.const(node.input[1])
+    if alpha != 1.0:
+        if plain is None:
+            raise UnsupportedFeatureError("Gemm alpha with a quantized B")
+        w = constant_tensor(node.input[1], (np.transpose(plain, layout) * alpha).astype(np.float32))
     else:
-        inputs.append(None)
+        w = imp.tensor(node.input[1], layout)
+    inputs: list[Tensor | None] = [imp.tensor(node.input[0]), w, None]
+    if len(node.input) > 2 and node.input[2]:
+        bias_value = imp.values[node.input[2]]
+        bias = imp.const(node.input[2])
+        channels = weight.shape[layout[0]]
+        if bias_value.quantized is not None and beta == 1.0 and bias_value.quantized.data.shape == (channels,):
+            inputs[2] = imp.tensor(node.input[2], (0,))
+        elif bias is not None:
+            flat = np.broadcast_to(bias.reshape(-1) if bias.size == channels else bias, (channels,)) * beta
+            inputs[2] = constant_tensor(node.input[2], flat.astype(np.float32))
+        else:
+            raise UnsupportedFeatureError("Gemm C must be a constant vector")
     out = imp.output(node.output[0], (0, 1))
     imp.emit("FULLY_CONNECTED", inputs, [out], {"fused_activation_function": "NONE"})
 
@@ -470,11 +489,11 @@ def _gemm(imp: Importer, node: Any) -> None:
 @converter("MatMul")
 def _matmul(imp: Importer, node: Any) -> None:
     rank = imp.rank(node.output[0])
-    weight = imp.const(node.input[1])
+    weight = imp.real_const(node.input[1])
     x = imp.tensor(node.input[0])
     out = imp.output(node.output[0], identity(rank))
     if weight is not None and weight.ndim == 2:
-        w = constant_tensor(node.input[1], weight.T.astype(np.float32))
+        w = imp.tensor(node.input[1], (1, 0))
         imp.emit("FULLY_CONNECTED", [x, w, None], [out], {"fused_activation_function": "NONE", "keep_num_dims": True})
     else:
         imp.emit("BATCH_MATMUL", [x, imp.tensor(node.input[1])], [out])
@@ -694,7 +713,7 @@ def _lrn(imp: Importer, node: Any) -> None:
 def _conv_transpose(imp: Importer, node: Any) -> None:
     """TRANSPOSE_CONV: weights [I, O, kh, kw] to [O, kh, kw, I]; ONNX pads must be VALID or TF's SAME split."""
     a = attrs(node)
-    weight = imp.const(node.input[1])
+    weight = imp.real_const(node.input[1])
     if weight is None or weight.ndim != 4 or a.get("group", 1) != 1:
         raise UnsupportedFeatureError("only ungrouped 2-D ConvTranspose with constant weights is supported")
     if any(d != 1 for d in a.get("dilations", [1, 1])):
@@ -712,10 +731,9 @@ def _conv_transpose(imp: Importer, node: Any) -> None:
             total = max((size - 1) * s + k - out.shape[1 + i], 0)
             if (pads[i], pads[i + 2]) != (total // 2, total - total // 2) or out.shape[1 + i] != size * s:
                 raise UnsupportedFeatureError(f"ConvTranspose pads {pads} match neither VALID nor SAME")
-    bias = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
     shape = constant_tensor(f"{out.name}/output_shape", np.array(out.shape, dtype=np.int32))
-    w = constant_tensor(node.input[1], np.transpose(weight, (1, 2, 3, 0)).astype(np.float32))
-    b = constant_tensor(node.input[2], bias.astype(np.float32)) if bias is not None else None
+    w = imp.tensor(node.input[1], (1, 2, 3, 0))
+    b = imp.tensor(node.input[2]) if len(node.input) > 2 and node.input[2] else None
     imp.emit(
         "TRANSPOSE_CONV",
         [shape, w, x, b],
@@ -802,3 +820,66 @@ def _resize(imp: Importer, node: Any) -> None:
         imp.emit("RESIZE_BILINEAR", [x, size], [out], {"align_corners": align, "half_pixel_centers": half})
     else:
         raise UnsupportedFeatureError(f"Resize mode {mode}")
+
+
+# --- QuantizeLinear / DequantizeLinear ------------------------------------------------------------
+def _quant_params(imp: Importer, node: Any, rank: int) -> tuple[np.ndarray, np.ndarray, int | None, DType]:
+    """(scale, zero point, ONNX axis or None for per-tensor, storage type) of a Q/DQ node."""
+    scale = imp.const(node.input[1])
+    zero_point = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if scale is None or (len(node.input) > 2 and node.input[2] and zero_point is None):
+        raise UnsupportedFeatureError("scale and zero point must be constants")
+    storage = {np.dtype(np.int8): DType.INT8, np.dtype(np.uint8): DType.UINT8, np.dtype(np.int32): DType.INT32}.get(
+        zero_point.dtype if zero_point is not None else np.dtype(np.uint8)
+    )
+    if storage is None:
+        raise UnsupportedFeatureError(f"quantization to {zero_point.dtype if zero_point is not None else '?'}")
+    scale = scale.astype(np.float32).reshape(-1)
+    zp = (zero_point if zero_point is not None else np.zeros(scale.size, np.int64)).astype(np.int64).reshape(-1)
+    if scale.size == 1:
+        return scale, zp[:1], None, storage
+    axis = int(attrs(node).get("axis", 1)) % max(rank, 1)
+    return scale, np.broadcast_to(zp, scale.shape).copy(), axis, storage
+
+
+@converter("QuantizeLinear")
+def _quantize_linear(imp: Importer, node: Any) -> None:
+    src = imp.values[node.input[0]]
+    rank = len(src.shape) if src.shape is not None else imp.rank(node.input[0])
+    scale, zp, axis, storage = _quant_params(imp, node, rank)
+    if src.const is not None:  # a float constant fake-quantized (a QAT weight): kept for its reader
+        imp.values[node.output[0]] = Value(
+            None, identity(src.const.ndim), None, src.const.shape, storage,
+            Quantized(src.const, scale, zp, axis, storage, fake=True),
+        )  # fmt: skip
+        return
+    x = imp.tensor(node.input[0], src.perm)
+    out = imp.output(node.output[0], src.perm, storage)
+    out.quant = Quantization(scale, zp, src.perm.index(axis) if axis is not None else 0)
+    imp.emit("QUANTIZE", [x], [out])
+
+
+@converter("DequantizeLinear")
+def _dequantize_linear(imp: Importer, node: Any) -> None:
+    src = imp.values[node.input[0]]
+    rank = len(src.shape) if src.shape is not None else imp.rank(node.input[0])
+    if src.quantized is not None:  # Q -> DQ of a constant: still waiting for its reader
+        imp.values[node.output[0]] = Value(None, src.perm, None, src.shape, DType.FLOAT32, src.quantized)
+        return
+    scale, zp, axis, _storage = _quant_params(imp, node, rank)
+    if src.const is not None:  # integers in the file: weights and int32 biases
+        if src.const.dtype not in (np.int8, np.uint8, np.int32):
+            raise UnsupportedFeatureError(f"DequantizeLinear of {src.const.dtype} constants")
+        quantized = Quantized(src.const, scale, zp, axis, DType(_IR_NAMES[src.const.dtype.name]), fake=False)
+        imp.values[node.output[0]] = Value(
+            None, identity(src.const.ndim), None, src.const.shape, DType.FLOAT32, quantized
+        )
+        return
+    x = imp.tensor(node.input[0], src.perm)
+    if x.quant is None:  # e.g. an int8 graph input
+        x.quant = Quantization(scale, zp, src.perm.index(axis) if axis is not None else 0)
+    out = imp.output(node.output[0], src.perm, DType.FLOAT32)
+    imp.emit("DEQUANTIZE", [x], [out])
+
+
+_IR_NAMES = {"int8": "INT8", "uint8": "UINT8", "int32": "INT32"}
