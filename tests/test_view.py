@@ -144,3 +144,11 @@ def test_metrics_file_errors(tmp_path: Path) -> None:
     assert npupass("view", MOBILENET, "--diff").stderr == (
         "npupass: error: --diff needs --passes (or use `npupass diff A B` for two files)\n"
     )
+
+
+def test_view_reads_onnx() -> None:
+    proc = npupass("view", str(MODELS / "mbv2_float.onnx"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    types = [op["type"] for op in data["subgraphs"][0]["ops"]]
+    assert data["source_format"] == "onnx" and types.count("BATCH_NORM") == 10 and "TRANSPOSE" not in types
