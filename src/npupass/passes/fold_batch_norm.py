@@ -287,6 +287,12 @@ class FoldScale(Rule):
                 return "a factor is not positive, so the int8 weight scales cannot absorb it"
         elif weight.dtype is not DType.FLOAT32:
             return f"weight '{weight.name}' is {weight.dtype}, not FLOAT32"
+        elif weight.data is not None and not np.all(np.isfinite(weight.data)):
+            return f"weight '{weight.name}' has non-finite values"
+        elif weight.data is not None and weight.data.size:
+            largest = float(np.abs(weight.data).max()) * float(np.abs(factor).max())
+            if largest > float(np.finfo(np.float32).max):
+                return "the folded weights would overflow float32"
         return None
 
     def rewrite(self, graph: Graph, m: Match) -> list[Op]:

@@ -105,7 +105,8 @@ def real_values(t: Tensor) -> np.ndarray | None:
     """A dense constant's real values as float64 (dequantized when quantized), else None."""
     if t.data is None or t.sparsity is not None or t.dtype.numpy is None or t.dtype.numpy.kind not in "fiu":
         return None
-    values = np.asarray(t.data, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):  # damaged files: judged by the caller
+        values = np.asarray(t.data, dtype=np.float64)
     if t.dtype.is_float:
         return values
     q = t.quant
