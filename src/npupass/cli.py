@@ -88,7 +88,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         return EXIT_OK
     console = _console()
     console.print(
-        f"[bold]{path}[/bold]: {info['format']} (schema v{info['schema_version']}), {info['file_bytes']:,} bytes"
+        f"[bold]{path}[/bold]: {info['format']}"
+        + (f" (schema v{info['schema_version']})" if info["schema_version"] is not None else "")
+        + f", {info['file_bytes']:,} bytes"
     )
     if info["description"]:
         console.print(f"description: {info['description']}")

@@ -100,7 +100,7 @@ def summarize(model: Model, file: str | None = None, file_bytes: int | None = No
         "format": model.source_format,
         "file": file,
         "file_bytes": file_bytes,
-        "schema_version": model.version,
+        "schema_version": model.version if model.source_format == "tflite" else None,
         "description": model.description,
         "buffer_storage": model.buffer_storage,
         "subgraphs": subgraphs,
