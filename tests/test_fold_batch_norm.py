@@ -143,12 +143,13 @@ def test_int8_scale_folds_into_weight_scales() -> None:
     weight = input_at(g, dw, 1)
     out = output(g, dw)
     factor = np.linspace(0.5, 1.5, out.shape[-1])
-    # the conv's output range shrinks by the largest factor, and the MUL restores it
-    conv_quant = Quantization(out.quant.scale / factor.max(), out.quant.zero_point)
-    mid = Tensor(out.name + "/conv", DType.INT8, out.shape, quant=conv_quant)
-    g.set_output(dw, 0, mid)
     c_scale = factor.max() / 127
     const = new_constant("factor", np.round(factor / c_scale), DType.INT8, Quantization([c_scale], [0]))
+    # the conv's range divided by the smallest factor: carried through the MUL it covers the output's
+    smallest = float(np.round(factor / c_scale).min() * c_scale)
+    conv_quant = Quantization(out.quant.scale / smallest, out.quant.zero_point)
+    mid = Tensor(out.name + "/conv", DType.INT8, out.shape, quant=conv_quant)
+    g.set_output(dw, 0, mid)
     mul = Op("MUL", {"fused_activation_function": "NONE"}, "MulOptions", version=2, name="factor")
     g.add_op(mul, [mid, const], [out])
     before_outputs = run(model)
@@ -244,7 +245,10 @@ def test_int8_shift_folds_into_int32_bias() -> None:
     g = model.main
     dw = weighted_ops(g, "DEPTHWISE_CONV_2D")[0]
     out = output(g, dw)
-    mid = Tensor(out.name + "/conv", DType.INT8, out.shape, quant=out.quant)
+    # twice the output's range, so that shifted by +-0.5 it still covers it: the fold saturates alike
+    mid = Tensor(
+        out.name + "/conv", DType.INT8, out.shape, quant=Quantization(out.quant.scale * 2, out.quant.zero_point)
+    )
     g.set_output(dw, 0, mid)
     channels = out.shape[-1]
     shift = np.linspace(-0.5, 0.5, channels)
@@ -322,3 +326,27 @@ def test_int8_pre_activation_batch_norms_become_depthwise_convs() -> None:
         [np.abs(x.astype(int) - y.astype(int)) for x, y in zip(run(original, seeds), run(model, seeds), strict=True)]
     )
     assert np.mean(steps <= 1) >= 0.99 and steps.max() <= 2
+
+
+def test_int8_fold_declines_when_the_intermediate_saturates() -> None:
+    """conv (range r) -> ADD(+0.5) -> out (range r): the conv's int8 output clips at r before the ADD,
+    which folding the shift into the bias would lose."""
+    from npupass.ir.types import DType, Quantization
+
+    model = load("cnn_int8")
+    g = model.main
+    dw = weighted_ops(g, "DEPTHWISE_CONV_2D")[0]
+    out = output(g, dw)
+    mid = Tensor(out.name + "/conv", DType.INT8, out.shape, quant=out.quant)
+    g.set_output(dw, 0, mid)
+    const = new_constant("shift", np.full(out.shape[-1], 127), DType.INT8, Quantization([0.5 / 127], [0]))
+    g.add_op(
+        Op("ADD", {"fused_activation_function": "NONE"}, "AddOptions", version=2, name="shift"), [mid, const], [out]
+    )
+    before = counts(model)
+    result = run_passes(model, "fold-batch-norm")
+    assert counts(model) == before
+    assert [d.message for d in result.passes[0].declines] == [
+        f"ADD 'shift' not folded into DEPTHWISE_CONV_2D '{mid.name}': "
+        f"'{mid.name}' saturates inside the range of '{out.name}', which a fold would not"
+    ]

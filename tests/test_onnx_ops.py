@@ -123,6 +123,31 @@ CASES: dict[str, tuple[list[Any], list[Any], int]] = {
         [_const("sc", [1, 1, 2, 2])],
         13,
     ),
+    "max_pool_stride2_pad1": (  # the ResNet stem: pads that are not TF's SAME, padded with -inf
+        [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])],
+        [],
+        13,
+    ),
+    "avg_pool_include_pad": (
+        [helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1)],
+        [],
+        13,
+    ),
+    "avg_pool_same_upper_include_pad": (
+        [
+            helper.make_node(
+                "AveragePool",
+                ["x"],
+                ["y"],
+                kernel_shape=[2, 2],
+                strides=[2, 2],
+                auto_pad="SAME_UPPER",
+                count_include_pad=1,
+            )
+        ],
+        [],
+        13,
+    ),
     "max_pool_same": ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])], [], 13),
     "avg_pool_stride": ([helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2])], [], 13),
 }

@@ -89,3 +89,86 @@ def test_activation_scales_are_the_models_own(name: str) -> None:
     activations = [t for t in model.main.tensors if not t.is_constant and t.dtype is DType.INT8]
     assert activations and own
     assert {float(t.quant.scale[0]) for t in activations} <= own
+
+
+def _qdq_nodes(x: str, name: str, scale: float, zero_point: int = 0) -> tuple[list, list]:
+    from onnx import helper
+
+    inits = [numpy_helper.from_array(np.array(scale, np.float32), f"{name}_s"),
+             numpy_helper.from_array(np.array(zero_point, np.int8), f"{name}_z")]  # fmt: skip
+    nodes = [
+        helper.make_node("QuantizeLinear", [x, f"{name}_s", f"{name}_z"], [f"{name}_q"]),
+        helper.make_node("DequantizeLinear", [f"{name}_q", f"{name}_s", f"{name}_z"], [name]),
+    ]
+    return nodes, inits
+
+
+def _run_small(tmp_path, nodes, inits, x_type, y_type) -> tuple[int, Counter]:
+    """Convert an onnx.helper model with the default QDQ pipeline; the worst difference in output steps."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", x_type, [1, 3, 6, 6])],
+        [helper.make_tensor_value_info("y", y_type, None)],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    path = tmp_path / "m.onnx"
+    onnx.save(onnx.shape_inference.infer_shapes(model), str(path))
+    ir = load_model(path)
+    io = {"fold-fake-quant": {"io": "int8"}} if x_type == TensorProto.FLOAT else None
+    run_passes(ir, DEFAULT_PIPELINE, options=io)
+    lite = LiteRTModel(serialize_tflite(ir))
+    reference = AsTflite(OnnxRuntimeModel(path), lite, json.loads(ir.metadata_entry("npupass_onnx_layout")))
+    result = compare(reference, lite, samples=5, seed=0, tolerance=Tolerance(max_steps=1))  # type: ignore[arg-type]
+    return result.outputs[0].max_steps or 0, Counter(op.type for op in ir.main.ops)
+
+
+def test_int8_input_and_output_stay_int8(tmp_path) -> None:
+    from onnx import TensorProto, helper
+
+    scale = [
+        numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+        numpy_helper.from_array(np.array(0, np.int8), "z"),
+    ]
+    nodes = [
+        helper.make_node("DequantizeLinear", ["x", "s", "z"], ["d"]),
+        helper.make_node("Relu", ["d"], ["r"]),
+        helper.make_node("QuantizeLinear", ["r", "s", "z"], ["y"]),
+    ]
+    steps, ops = _run_small(tmp_path, nodes, scale, TensorProto.INT8, TensorProto.INT8)
+    assert steps == 0 and ops == Counter({"RELU": 1})
+
+
+def test_negative_batch_norm_scale_after_a_quantized_conv(tmp_path) -> None:
+    """Conv (int8 per-channel weights) -> BatchNormalization with negative gammas: the fold mirrors
+    the int8 weights and takes |gamma| into the scales; within one output step of onnxruntime."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(3)
+    w = rng.integers(-100, 100, (4, 3, 3, 3)).astype(np.int8)
+    gamma = np.array([1.5, -0.5, 0.8, -1.2], np.float32)
+    nodes, inits = _qdq_nodes("x", "xq", 0.02)
+    inits += [
+        numpy_helper.from_array(w, "w_i"),
+        numpy_helper.from_array(np.full(4, 0.01, np.float32), "w_s"),
+        numpy_helper.from_array(np.zeros(4, np.int8), "w_z"),
+    ]
+    for name, values in (
+        ("g", gamma),
+        ("b", [0.1, 0.2, -0.1, 0.0]),
+        ("m", [0.0, 0.1, 0.2, 0.3]),
+        ("v", [1, 2, 1, 0.5]),
+    ):
+        inits.append(numpy_helper.from_array(np.asarray(values, np.float32), name))
+    nodes += [
+        helper.make_node("DequantizeLinear", ["w_i", "w_s", "w_z"], ["w"], axis=0),
+        helper.make_node("Conv", ["xq", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "g", "b", "m", "v"], ["n"]),
+    ]
+    tail, tail_inits = _qdq_nodes("n", "y", 0.05)
+    steps, ops = _run_small(tmp_path, nodes + tail, inits + tail_inits, TensorProto.FLOAT, TensorProto.FLOAT)
+    assert ops == Counter({"CONV_2D": 1})
+    assert steps <= 1

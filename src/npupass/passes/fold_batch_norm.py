@@ -137,9 +137,15 @@ def _dequantized_problem(graph: Graph, c: DequantizedConstant, owner: Op, axis: 
     return None
 
 
+def _storage_range(c: DequantizedConstant) -> tuple[int, int]:
+    info = np.iinfo(c.stored.dtype.numpy)
+    return int(info.min), int(info.max)
+
+
 def _rescaled(c: DequantizedConstant, factor: np.ndarray, axis: int) -> tuple[Tensor, Quantization]:
     """The constant behind DEQUANTIZE with per-channel factor folded in: scales times |factor|, and
-    for negative factors the values negated, so the integers stay the same up to sign."""
+    for negative factors the integers mirrored around the zero point (zp - (q - zp)), so the same
+    integers stay up to that mirror."""
     q = c.stored.quant
     assert q is not None and c.source.data is not None
     channels = factor.size
@@ -147,28 +153,34 @@ def _rescaled(c: DequantizedConstant, factor: np.ndarray, axis: int) -> tuple[Te
     zero_point = np.broadcast_to(q.zero_point, (channels,)) if q.zero_point.size else np.zeros(channels, np.int64)
     quant = Quantization(scale.astype(np.float32), zero_point.copy(), axis)
     data = np.asarray(c.source.data)
-    if c.quantize is not None:  # float source: QUANTIZE recomputes the same integers from W * factor
+    if c.quantize is not None:  # float source: QUANTIZE recomputes the mirrored integers from W * factor
         values = data.astype(np.float64) * _along(factor, axis, data.ndim)
         return new_constant(c.source.name, values), quant
-    flipped = data.astype(np.int64) * _along(np.sign(factor).astype(np.int64), axis, data.ndim)
-    return new_constant(c.source.name, flipped, c.source.dtype, quant), quant
+    zp = _along(zero_point.astype(np.int64), axis, data.ndim)
+    negative = _along(factor < 0, axis, data.ndim)
+    mirrored = np.where(negative, 2 * zp - data.astype(np.int64), data.astype(np.int64))
+    return new_constant(c.source.name, mirrored, c.source.dtype, quant), quant
 
 
 def _negation_problem(c: DequantizedConstant, factor: np.ndarray, axis: int) -> str | None:
-    """Negative factors negate integers: only exact with a zero point of 0 and no -128 to flip."""
+    """Scales cannot be zero, and a negative factor mirrors the integers around the zero point:
+    exact only when every mirrored integer still fits the storage type."""
+    if np.any(factor == 0):
+        return "a factor is zero, and a quantization scale cannot be"
     if np.all(factor > 0):
         return None
     q = c.stored.quant
     assert q is not None and c.source.data is not None
-    if np.any(q.zero_point != 0):
-        return "a negative factor with an asymmetric quantization"
-    data = np.asarray(c.source.data)
+    data = np.asarray(c.source.data, dtype=np.float64)
+    zp = _along(np.broadcast_to(q.zero_point, factor.shape).astype(np.float64), axis, data.ndim)
     if c.quantize is not None:
         scale = _along(np.broadcast_to(q.scale.astype(np.float64), factor.shape), axis, data.ndim)
-        data = np.round(data / scale)
+        data = np.round(data / scale) + zp
+    low, high = _storage_range(c)
+    mirrored = 2 * zp - data
     negative = _along(factor < 0, axis, data.ndim)
-    if np.any((data <= -128) & negative):
-        return "a negative factor would flip -128, which int8 cannot hold"
+    if np.any(negative & ((mirrored < low) | (mirrored > high))):
+        return f"a negative factor would mirror an integer out of {c.stored.dtype}'s range"
     return None
 
 
@@ -216,6 +228,24 @@ def _common_problem(graph: Graph, m: FoldMatch) -> str | None:
         return f"weight '{weight.name}' is stored sparse"
     # a shared bias is fine: the fold writes a new one (the converter shares equal biases)
     return shared_problem(graph, weight, p, "weight")
+
+
+def _real_range(t: Tensor) -> tuple[float, float]:
+    assert t.quant is not None and t.dtype.numpy is not None
+    info = np.iinfo(t.dtype.numpy)
+    scale, zp = float(t.quant.scale[0]), int(t.quant.zero_point[0]) if t.quant.zero_point.size else 0
+    return scale * (info.min - zp), scale * (info.max - zp)
+
+
+def _clip_problem(graph: Graph, m: FoldMatch, low: np.ndarray, high: np.ndarray) -> str | None:
+    """In a quantized graph the intermediate tensor saturates: folding is exact only when the
+    intermediate's range, carried through the affine op ([low, high] per channel), covers the output's."""
+    inner, result = output(graph, m.producer), output(graph, m.affine)
+    out_low, out_high = _real_range(result)
+    half_step = float(result.quant.scale[0]) / 2 if result.quant is not None else 0.0
+    if np.any(low > out_low + half_step) or np.any(high < out_high - half_step):
+        return f"'{inner.name}' saturates inside the range of '{result.name}', which a fold would not"
+    return None
 
 
 def _channels(graph: Graph, p: Op) -> int:
@@ -285,6 +315,8 @@ class FoldScale(Rule):
                 return "quantized op without a symmetric int8 weight"
             if np.any(factor <= 0):
                 return "a factor is not positive, so the int8 weight scales cannot absorb it"
+            low, high = _real_range(output(graph, m.producer))
+            return _clip_problem(graph, m, low * factor, high * factor)
         elif weight.dtype is not DType.FLOAT32:
             return f"weight '{weight.name}' is {weight.dtype}, not FLOAT32"
         elif weight.data is not None and not np.all(np.isfinite(weight.data)):
@@ -377,6 +409,12 @@ class FoldShift(Rule):
             x = input_at(graph, p, WEIGHTED_OPS[p.type].input)
             if weight is None or weight.quant is None or x is None or not is_quantized(x):
                 return "quantized op without quantized input and weight"
+            shift = channel_vector(values, _channels(graph, p))
+            assert shift is not None
+            if m.affine.type == "SUB":
+                shift = -shift
+            low, high = _real_range(output(graph, p))
+            return _clip_problem(graph, m, low + shift, high + shift)
         return None
 
     def rewrite(self, graph: Graph, m: Match) -> list[Op]:

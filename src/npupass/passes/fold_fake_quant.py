@@ -168,12 +168,15 @@ class _Fold:
     replaced: dict[Tensor, Tensor] = field(default_factory=dict)
     """Fake-quantized float tensors already folded -> the int8 tensor that stands for them."""
     ranged: set[Tensor] = field(default_factory=set)
+    integer_ends: set[Tensor] = field(default_factory=set)
+    """Graph inputs and outputs that were integers in the model itself: they stay integers."""
     """Tensors whose range a fake-quant set (rather than propagation)."""
 
     def run(self) -> None:
         fake_quants = find_fake_quants(self.graph)
         if not fake_quants and not self._float_activations():
             return  # already an integer graph
+        self.integer_boundaries()
         for fq in fake_quants:
             while fq.source in self.replaced:  # a fake-quant of a fake-quant (a requantization)
                 fq.source = self.replaced[fq.source]
@@ -189,6 +192,46 @@ class _Fold:
         self.requantize_where_needed()
         self.float_outputs()
         self.make_clipping_explicit()
+
+    def integer_boundaries(self) -> None:
+        """A model that takes int8/uint8 inputs (DEQUANTIZE right after the input) or gives them
+        (QUANTIZE right before the output): the graph computes on those integers directly. A uint8
+        end keeps one QUANTIZE between uint8 and the graph's int8."""
+        g = self.graph
+        for op in list(g.iter_ops()):
+            src = g.inputs_of(op)[0] if g.inputs_of(op) else None
+            if op.type == "DEQUANTIZE" and src is not None and src in g.inputs and src.quant is not None:
+                result = output(g, op)
+                if src.dtype is DType.INT8:
+                    self.quant[src] = src.quant
+                    self.integer_ends.add(src)
+                    self._bypass([op], [result], src)
+                elif src.dtype is DType.UINT8:
+                    q = as_int8(src.quant, src.dtype)
+                    op.type, op.version = "QUANTIZE", INT8_VERSIONS["QUANTIZE"]  # uint8 -> int8
+                    self.quant[result] = q
+                    self.ranged.add(result)
+                else:
+                    continue
+                self.ctx.rewrote("integer-input", [], [label(g, op)] if op in g.nx else [])
+            elif op.type == "QUANTIZE" and src is not None and src.dtype.is_float and not src.is_constant:
+                result = output(g, op)
+                if not g.is_graph_output(result) or result.quant is None:
+                    continue
+                if result.dtype is DType.INT8:
+                    self.quant[src] = result.quant
+                    self.ranged.add(src)
+                    self.integer_ends.add(src)
+                    g.remove_op(op)
+                    g.outputs = [src if t is result else t for t in g.outputs]
+                    src.name = result.name
+                    g.drop_unused(result)
+                elif result.dtype is DType.UINT8:
+                    self.quant[src] = as_int8(result.quant, result.dtype)
+                    self.ranged.add(src)  # the QUANTIZE stays: int8 -> uint8
+                else:
+                    continue
+                self.ctx.rewrote("integer-output", [], [])
 
     # -- weights ----------------------------------------------------------------------------------
     def fold_weight(self, fq: FakeQuant) -> None:
@@ -371,9 +414,16 @@ class _Fold:
                     g.set_input(op, bias_slot, _quantize_bias(bias, self.quant[x], weight.quant))
                     g.drop_unused(bias)
                     self.ctx.rewrote("bias", [op], [label(g, op)])
+            x = g.inputs_of(op)[0]
             for slot, t in enumerate(g.inputs_of(op)):
                 if t is not None and t.is_constant and t.dtype.is_float and op.type not in ("DEQUANTIZE",):
-                    g.set_input(op, slot, _quantize_constant(t))
+                    if op.type in ("PADV2", "MINIMUM", "MAXIMUM") and x is not None and x in self.quant:
+                        # compared with or padded into the raw integers: the input's quantization
+                        q = self.quant[x]
+                        data = quantize_values(np.asarray(t.data, dtype=np.float64), q)
+                        g.set_input(op, slot, new_constant(t.name, data, DType.INT8, q))
+                    else:
+                        g.set_input(op, slot, _quantize_constant(t))
                     g.drop_unused(t)
                     self.ctx.rewrote("float-constant", [op], [label(g, op)])
 
@@ -381,7 +431,8 @@ class _Fold:
     def retype(self) -> None:
         g = self.graph
         for t, q in self.quant.items():
-            if t in g.nx and not (self.io == "float" and (t in g.inputs or g.is_graph_output(t))):
+            at_float_end = self.io == "float" and (t in g.inputs or g.is_graph_output(t))
+            if t in g.nx and (not at_float_end or t in self.integer_ends):
                 t.dtype, t.quant = DType.INT8, q
         for op in g.iter_ops():
             outs = g.outputs_of(op)
@@ -423,7 +474,7 @@ class _Fold:
             return
         for t in list(g.outputs):
             writer = g.producer(t)
-            if t not in self.quant or writer is None or writer.type == "QUANTIZE":
+            if t not in self.quant or writer is None or writer.type == "QUANTIZE" or t in self.integer_ends:
                 continue
             q8 = Tensor(f"{t.name}/int8", DType.INT8, t.shape, quant=self.quant[t], shape_signature=t.shape_signature)
             g.set_output(writer, g.outputs_of(writer).index(t), q8)

@@ -84,12 +84,16 @@ class AsTflite:
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         fed = []
         for x, spec, target, flip in zip(inputs, self.inputs, self._ort.inputs, self._in, strict=True):
-            real = self._to_real(x, spec).astype(target.dtype)
-            fed.append(np.ascontiguousarray(np.transpose(real, TO_NCHW)) if flip else real)
+            # an integer ONNX input takes the same integers (the import keeps its quantization)
+            value = x.astype(target.dtype) if target.dtype.kind in "iu" else self._to_real(x, spec).astype(target.dtype)
+            fed.append(np.ascontiguousarray(np.transpose(value, TO_NCHW)) if flip else value)
         outs = []
         for y, spec, flip in zip(self._ort.run(fed), self.outputs, self._out, strict=True):
             y = np.transpose(y, TO_NHWC) if flip else y
-            outs.append(self._from_real(y.astype(np.float64), spec) if spec.quantized else y.astype(spec.dtype))
+            if y.dtype.kind in "iu" or not spec.quantized:
+                outs.append(y.astype(spec.dtype))
+            else:
+                outs.append(self._from_real(y.astype(np.float64), spec))
         return outs
 
 

@@ -287,6 +287,8 @@ class Importer:
             dtype, shape = self._types[info.name]
             if shape is None:
                 raise UnsupportedFeatureError(f"graph input '{info.name}' has no static shape")
+            if dtype in (DType.FLOAT64, DType.FLOAT16):
+                raise UnsupportedFeatureError(f"graph input '{info.name}' is {dtype}; npupass imports float32 models")
             perm = identity(len(shape)) if self.keep_nchw_io else layout_for(len(shape))
             t = Tensor(info.name, dtype, tuple(shape[p] for p in perm))
             self.graph.add_tensor(t)
@@ -295,6 +297,8 @@ class Importer:
         for node in nodes:
             self._convert(node)
         for info in g.output:
+            if info.name not in self.values:
+                raise UnsupportedFeatureError(f"graph output '{info.name}' is an output npupass does not produce")
             rank = self.rank(info.name)
             wanted = identity(rank) if self.keep_nchw_io else layout_for(rank)
             value = self.values[info.name]
@@ -321,6 +325,9 @@ class Importer:
 
     def _convert(self, node: Any) -> None:
         where = f"ONNX {node.op_type} '{node.name or node.output[0]}'"
+        for name in node.input:
+            if name and name not in self.values:
+                raise UnsupportedFeatureError(f"{where} reads '{name}', an output npupass does not produce")
         consts = [self.const(name) for name in node.input]
         foldable = all(c is not None or not name for c, name in zip(consts, node.input, strict=True))
         if (node.op_type not in FOLDERS or not foldable) and node.op_type not in CONVERTERS:
@@ -406,8 +413,10 @@ def _type_of(info: Any) -> tuple[DType, tuple[int, ...] | None]:
             if not 0 <= d.dim_value < 2**31:
                 raise ModelFormatError(f"value '{info.name}' has dimension {d.dim_value}")
             dims.append(int(d.dim_value))
-        elif d.HasField("dim_param") or not d.HasField("dim_value"):
-            dims.append(1)  # a symbolic (batch) dimension: 1
+        elif not dims:
+            dims.append(1)  # a symbolic batch dimension: 1
+        else:
+            raise UnsupportedFeatureError(f"value '{info.name}' has a symbolic dimension {d.dim_param or '?'}")
     return dtype, tuple(dims)
 
 

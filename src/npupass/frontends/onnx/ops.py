@@ -20,6 +20,7 @@ from npupass.frontends.onnx.importer import (
 )
 from npupass.ir.graph import Tensor
 from npupass.ir.types import DType, Quantization
+from npupass.passes.pattern import same_quant_values
 
 
 def attrs(node: Any) -> dict[str, Any]:
@@ -169,9 +170,19 @@ def _transpose(imp: Importer, node: Any) -> None:
     inverse = [p.index(i) for i in range(rank)]
     assert value.shape is not None
     shape = tuple(value.shape[i] for i in p)
-    imp.values[node.output[0]] = type(value)(
-        value.tensor, tuple(inverse[i] for i in value.perm), None, shape, value.dtype
-    )
+    q = value.quantized
+    if q is not None:  # a quantized constant: transpose the integers, move the per-axis axis along
+        moved = Quantized(
+            np.transpose(q.data, p),
+            q.scale,
+            q.zero_point,
+            p.index(q.axis) if q.axis is not None else None,
+            q.storage,
+            q.fake,
+        )
+        imp.values[node.output[0]] = Value(None, identity(rank), None, shape, value.dtype, moved)
+        return
+    imp.values[node.output[0]] = Value(value.tensor, tuple(inverse[i] for i in value.perm), None, shape, value.dtype)
 
 
 @converter("Reshape", "Flatten", "Squeeze", "Unsqueeze")
@@ -186,39 +197,59 @@ def _reshape(imp: Importer, node: Any) -> None:
 
 
 # --- convolution and pooling ------------------------------------------------------------------------
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _padding(
-    imp: Importer, node: Any, x: Tensor, kernel: tuple[int, int], strides: list[int], dilations: list[int]
-) -> tuple[Tensor, str]:
-    """TFLite padding for the node's pads: VALID, SAME, or an explicit PAD before VALID."""
+    imp: Importer,
+    node: Any,
+    x: Tensor,
+    kernel: tuple[int, int],
+    strides: list[int],
+    dilations: list[int],
+    fill: float = 0.0,
+    allow_same: bool = True,
+) -> tuple[Tensor, str, bool]:
+    """TFLite padding for the node's pads: (input, "VALID" or "SAME", whether a PAD was emitted).
+
+    Pads equal to TensorFlow's SAME split become SAME when `allow_same`; any other pads become an
+    explicit PAD (PADV2 with `fill` when it is not 0) before a VALID op.
+    """
     a = attrs(node)
     assert x.shape is not None
     h, w = x.shape[1], x.shape[2]
-    auto = a.get("auto_pad", b"NOTSET")
-    auto = auto.decode() if isinstance(auto, bytes) else auto
+    auto = _text(a.get("auto_pad", "NOTSET"))
     same = []
     for size, k, s, d in zip((h, w), kernel, strides, dilations, strict=True):
         out = -(-size // s)
         total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
         same.append((total // 2, total - total // 2))
-    if auto in ("SAME_UPPER",):
-        return x, "SAME"
     if auto == "VALID":
-        return x, "VALID"
-    if auto == "SAME_LOWER":
+        pads = [0, 0, 0, 0]
+    elif auto == "SAME_UPPER":
+        pads = [same[0][0], same[1][0], same[0][1], same[1][1]]
+    elif auto == "SAME_LOWER":
         pads = [same[0][1], same[1][1], same[0][0], same[1][0]]
     else:
-        pads = list(a.get("pads", [0, 0, 0, 0]))
+        pads = [int(p) for p in a.get("pads", [0, 0, 0, 0])]
+    if any(p < 0 for p in pads):
+        raise UnsupportedFeatureError(f"negative pads {pads}")
     if not any(pads):
-        return x, "VALID"
-    if [(pads[0], pads[2]), (pads[1], pads[3])] == same:
-        return x, "SAME"
+        return x, "VALID", False
+    if allow_same and [(pads[0], pads[2]), (pads[1], pads[3])] == same:
+        return x, "SAME", False
     padded_shape = (x.shape[0], h + pads[0] + pads[2], w + pads[1] + pads[3], x.shape[3])
     padded = Tensor(f"{node.output[0]}/pad", x.dtype, padded_shape)
     amounts = constant_tensor(
         f"{padded.name}/amounts", np.array([[0, 0], [pads[0], pads[2]], [pads[1], pads[3]], [0, 0]], dtype=np.int32)
     )
-    imp.emit("PAD", [x, amounts], [padded])
-    return padded, "VALID"
+    if fill == 0.0:
+        imp.emit("PAD", [x, amounts], [padded])
+    else:
+        value = constant_tensor(f"{padded.name}/value", np.array(fill, dtype=np.float32))
+        imp.emit("PADV2", [x, amounts, value], [padded])
+    return padded, "VALID", True
 
 
 @converter("Conv")
@@ -236,7 +267,7 @@ def _conv(imp: Importer, node: Any) -> None:
     out_ch, in_per_group, kh, kw = weight.shape
     strides = list(a.get("strides", [1, 1]))
     dilations = list(a.get("dilations", [1, 1]))
-    x, padding = _padding(imp, node, x, (kh, kw), strides, dilations)
+    x, padding, _ = _padding(imp, node, x, (kh, kw), strides, dilations)
     common = {
         "padding": padding,
         "stride_h": strides[0],
@@ -264,23 +295,25 @@ def _conv(imp: Importer, node: Any) -> None:
 
 
 def _pool(imp: Importer, node: Any, op_type: str) -> None:
+    """MaxPool pads with the lowest float (padding never wins); AveragePool counts padded zeros only
+    with count_include_pad, which TFLite's SAME never does, so that case pads explicitly."""
     a = attrs(node)
     kernel = tuple(a["kernel_shape"])
     if len(kernel) != 2:
         raise UnsupportedFeatureError("only 2-D pooling is supported")
     if a.get("ceil_mode", 0):
         raise UnsupportedFeatureError("ceil_mode pooling is not supported")
+    if any(d != 1 for d in a.get("dilations", [1, 1])):
+        raise UnsupportedFeatureError("dilated pooling is not supported")
+    if len(node.output) > 1 and node.output[1]:
+        raise UnsupportedFeatureError("MaxPool's Indices output is not supported")
     strides = list(a.get("strides", [1, 1]))
     x = imp.nhwc(node.input[0])
-    pads = list(a.get("pads", [0, 0, 0, 0]))
-    if op_type == "AVERAGE_POOL_2D" and any(pads) and a.get("count_include_pad", 0):
-        x, padding = _padding(imp, node, x, kernel, strides, [1, 1])  # zeros counted: pad explicitly
-        if padding == "SAME":
-            raise UnsupportedFeatureError("AveragePool with count_include_pad and SAME-like pads")
-    else:
-        x, padding = _padding(imp, node, x, kernel, strides, [1, 1])
-        if padding == "VALID" and any(pads) and op_type == "AVERAGE_POOL_2D":
-            raise UnsupportedFeatureError("AveragePool with asymmetric pads excluding padding")
+    include_pad = op_type == "AVERAGE_POOL_2D" and bool(a.get("count_include_pad", 0))
+    fill = float(np.finfo(np.float32).min) if op_type == "MAX_POOL_2D" else 0.0
+    x, padding, padded = _padding(imp, node, x, kernel, strides, [1, 1], fill, allow_same=not include_pad)
+    if op_type == "AVERAGE_POOL_2D" and padded and not include_pad:
+        raise UnsupportedFeatureError("AveragePool excluding pads that are not TensorFlow's SAME")
     out = imp.output(node.output[0], NHWC)
     imp.emit(
         op_type,
@@ -345,6 +378,12 @@ def _ir_op(op_type: str, options: dict[str, Any], name: str) -> Any:
 # --- elementwise -------------------------------------------------------------------------------------
 def _operand(imp: Importer, name: str, perm: tuple[int, ...], rank: int) -> Tensor:
     """An elementwise operand in layout `perm` of a rank-`rank` result (constants broadcast to it)."""
+    q = imp.values[name].quantized
+    if q is not None:  # a quantized constant operand: broadcast its integers, keep the scales
+        lifted = rank - q.data.ndim
+        data = q.data.reshape((1,) * lifted + q.data.shape)
+        axis = q.axis + lifted if q.axis is not None else None
+        return imp._quantized_constant(name, Quantized(data, q.scale, q.zero_point, axis, q.storage, q.fake), perm)
     c = imp.const(name)
     if c is not None:
         if c.ndim == 0 or c.size == 1:
@@ -446,9 +485,9 @@ def _clip(imp: Importer, node: Any) -> None:
 def _scalar(imp: Importer, node: Any, index: int) -> float | None:
     if len(node.input) <= index or not node.input[index]:
         return None
-    c = imp.const(node.input[index])
-    if c is None:
-        raise UnsupportedFeatureError("Clip bounds must be constants")
+    c = imp.real_const(node.input[index])
+    if c is None or c.size != 1:
+        raise UnsupportedFeatureError("Clip bounds must be scalar constants")
     return float(c.reshape(()))
 
 
@@ -477,11 +516,11 @@ def _gemm(imp: Importer, node: Any) -> None:
         channels = weight.shape[layout[0]]
         if bias_value.quantized is not None and beta == 1.0 and bias_value.quantized.data.shape == (channels,):
             inputs[2] = imp.tensor(node.input[2], (0,))
-        elif bias is not None:
-            flat = np.broadcast_to(bias.reshape(-1) if bias.size == channels else bias, (channels,)) * beta
+        elif bias is not None and bias.shape in ((), (1,), (1, 1), (channels,), (1, channels)):
+            flat = np.broadcast_to(bias.reshape(-1), (channels,)) * beta
             inputs[2] = constant_tensor(node.input[2], flat.astype(np.float32))
         else:
-            raise UnsupportedFeatureError("Gemm C must be a constant vector")
+            raise UnsupportedFeatureError("Gemm C must be a constant scalar or row vector")
     out = imp.output(node.output[0], (0, 1))
     imp.emit("FULLY_CONNECTED", inputs, [out], {"fused_activation_function": "NONE"})
 
@@ -496,6 +535,8 @@ def _matmul(imp: Importer, node: Any) -> None:
         w = imp.tensor(node.input[1], (1, 0))
         imp.emit("FULLY_CONNECTED", [x, w, None], [out], {"fused_activation_function": "NONE", "keep_num_dims": True})
     else:
+        if imp.rank(node.input[1]) < 2 or imp.rank(node.input[0]) < 2:
+            raise UnsupportedFeatureError("MatMul with a rank-1 operand")
         imp.emit("BATCH_MATMUL", [x, imp.tensor(node.input[1])], [out])
 
 
@@ -630,8 +671,11 @@ def _reduce(imp: Importer, node: Any) -> None:
     axes_input = imp.const(node.input[1]) if len(node.input) > 1 and node.input[1] else None
     if len(node.input) > 1 and node.input[1] and axes_input is None:
         raise UnsupportedFeatureError("reduction axes must be constants")
-    axes = [int(x) % rank for x in (axes_input if axes_input is not None else a.get("axes", range(rank)))]
-    if not axes and a.get("noop_with_empty_axes", 0):
+    given = axes_input if axes_input is not None else a.get("axes")
+    if given is None or len(given) == 0:
+        given = [] if a.get("noop_with_empty_axes", 0) else list(range(rank))
+    axes = [int(x) % rank for x in given]
+    if not axes:
         imp.alias(node.output[0], node.input[0])
         return
     x = imp.tensor(node.input[0], value.perm)
@@ -664,6 +708,8 @@ def _pad(imp: Importer, node: Any) -> None:
         raise UnsupportedFeatureError("Pad with axes")
     fill = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
     pairs = [(int(pads[i]), int(pads[i + rank])) for i in range(rank)]
+    if any(v < 0 for pair in pairs for v in pair):
+        raise UnsupportedFeatureError("negative pads (cropping)")
     ir_pairs = np.array([pairs[p] for p in value.perm], dtype=np.int32)
     x = imp.tensor(node.input[0], value.perm)
     out = imp.output(node.output[0], value.perm)
@@ -725,7 +771,13 @@ def _conv_transpose(imp: Importer, node: Any) -> None:
     strides = list(a.get("strides", [1, 1]))
     kernel = weight.shape[2:]
     pads = list(a.get("pads", [0, 0, 0, 0]))
+    if "output_shape" in a or _text(a.get("auto_pad", "NOTSET")) != "NOTSET":
+        raise UnsupportedFeatureError("ConvTranspose with output_shape or auto_pad")
     padding = "VALID" if not any(pads) and not any(a.get("output_padding", [0, 0])) else "SAME"
+    if padding == "VALID":
+        for i, (size, k, s) in enumerate(zip(x.shape[1:3], kernel, strides, strict=True)):
+            if out.shape[1 + i] != (size - 1) * s + k or k < s:
+                raise UnsupportedFeatureError("ConvTranspose whose output size TFLite's VALID does not give")
     if padding == "SAME":
         for i, (size, k, s) in enumerate(zip(x.shape[1:3], kernel, strides, strict=True)):
             total = max((size - 1) * s + k - out.shape[1 + i], 0)
@@ -783,8 +835,11 @@ def _split(imp: Importer, node: Any) -> None:
     assert shape is not None
     axis = a.get("axis", 0) % rank
     sizes = imp.const(node.input[1]) if len(node.input) > 1 and node.input[1] else a.get("split")
-    if sizes is None:
-        sizes = [shape[axis] // len(node.output)] * len(node.output)
+    if sizes is None:  # equal parts; the last one smaller when they do not divide (opset 18)
+        chunk = -(-shape[axis] // len(node.output))
+        sizes = [chunk] * (len(node.output) - 1) + [shape[axis] - chunk * (len(node.output) - 1)]
+    if sum(int(v) for v in sizes) != shape[axis] or any(int(v) < 0 for v in sizes):
+        raise UnsupportedFeatureError(f"split sizes {list(sizes)} do not add up to {shape[axis]}")
     x = imp.tensor(node.input[0], value.perm)
     outs = [imp.output(name, value.perm) for name in node.output]
     size_t = constant_tensor(f"{outs[0].name}/sizes", np.array([int(s) for s in sizes], dtype=np.int32))
@@ -802,6 +857,15 @@ def _resize(imp: Importer, node: Any) -> None:
         return v.decode() if isinstance(v, bytes) else v
 
     mode, transform = text("mode", "nearest"), text("coordinate_transformation_mode", "half_pixel")
+    for unsupported in ("antialias", "axes", "keep_aspect_ratio_policy", "exclude_outside"):
+        if a.get(unsupported):
+            raise UnsupportedFeatureError(f"Resize with {unsupported}")
+    in_shape = imp.shape(node.input[0])
+    scales = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if scales is not None and scales.size == 4 and in_shape is not None:
+        for dim, factor in zip(in_shape[2:], scales[2:], strict=True):
+            if abs(dim * float(factor) - round(dim * float(factor))) > 1e-6:
+                raise UnsupportedFeatureError("Resize scales that do not give whole output sizes")
     if node.op_type == "Upsample":
         transform = "asymmetric"
     x = imp.nhwc(node.input[0])
@@ -813,6 +877,8 @@ def _resize(imp: Importer, node: Any) -> None:
             raise UnsupportedFeatureError(f"nearest Resize with {transform}/{text('nearest_mode', '')}")
         imp.emit("RESIZE_NEAREST_NEIGHBOR", [x, size], [out], {"align_corners": False, "half_pixel_centers": False})
     elif mode == "linear":
+        if transform == "pytorch_half_pixel" and min(out.shape[1:3]) == 1:
+            raise UnsupportedFeatureError("pytorch_half_pixel Resize to size 1")
         known = {"half_pixel": (False, True), "pytorch_half_pixel": (False, True), "align_corners": (True, False)}
         align, half = known.get(transform, (False, False) if transform == "asymmetric" else (None, None))
         if align is None:
@@ -876,8 +942,11 @@ def _dequantize_linear(imp: Importer, node: Any) -> None:
         )
         return
     x = imp.tensor(node.input[0], src.perm)
+    given = Quantization(scale, zp, src.perm.index(axis) if axis is not None else 0)
     if x.quant is None:  # e.g. an int8 graph input
-        x.quant = Quantization(scale, zp, src.perm.index(axis) if axis is not None else 0)
+        x.quant = given
+    elif not same_quant_values(x.quant, given):
+        raise UnsupportedFeatureError("DequantizeLinear's scale or zero point differs from its QuantizeLinear's")
     out = imp.output(node.output[0], src.perm, DType.FLOAT32)
     imp.emit("DEQUANTIZE", [x], [out])
 
