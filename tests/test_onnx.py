@@ -136,3 +136,15 @@ def test_bad_files_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(ModelFormatError) as err:
         load_model(path)
     assert str(err.value) == f"{path}: tensor 'w' refers to data outside the model's folder"
+
+
+@pytest.mark.parametrize("name", ["mbv2_float", "mbv2_qat_qdq"])
+def test_cli_convert_verify_against_onnxruntime(name: str, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "npupass", "convert", str(MODELS / f"{name}.onnx"), "-o", str(tmp_path / "m.tflite"),
+         "--verify", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    verify = json.loads(proc.stdout)["verify"]
+    assert verify["equivalent"] and verify["outputs"][0]["argmax_agreement"] == 1.0

@@ -193,13 +193,20 @@ def cmd_convert(args: argparse.Namespace) -> int:
         result["provenance"] = _provenance(model)
     status = EXIT_OK
     comparison = None
-    if args.verify and args.passes:
+    if args.verify and args.passes and model.source_format == "tflite":
         result["verify"] = {"passes": [c.to_json() for c in checks], "failed_pass": None}
     elif args.verify:
-        from npupass.verify import verify_files
+        from npupass.verify import Tolerance, verify_files
+        from npupass.verify.passes import output_steps
 
+        tolerance = None
+        if model.source_format == "onnx":  # against onnxruntime: float 1e-4, quantized 2 output steps
+            step = max(output_steps(model), default=0.0)
+            tolerance = Tolerance(atol=max(2 * step, 1e-5), rtol=1e-4, max_steps=2)
         with _progress("verifying", args.samples) as progress:
-            comparison = verify_files(src, out, samples=args.samples, seed=args.seed, progress=progress)
+            comparison = verify_files(
+                src, out, samples=args.samples, seed=args.seed, tolerance=tolerance, progress=progress
+            )
         result["verify"] = comparison.to_json()
         status = EXIT_OK if comparison.equivalent else EXIT_DIFFERENT
     if args.json:
@@ -229,7 +236,7 @@ def _run_pipeline(model: Any, args: argparse.Namespace) -> tuple[Any, list[Any],
         options["fold-fake-quant"] = {"io": args.io}
     manager = PassManager(names, options=options, check=args.check)
     verifier = None
-    if args.verify:
+    if args.verify and model.source_format == "tflite":  # an ONNX model is checked against onnxruntime after
         from npupass.verify.passes import PassVerifier
 
         verifier = PassVerifier(samples=args.samples, seed=args.seed)

@@ -126,7 +126,7 @@ def dequantized_constant(graph: Graph, t: Tensor | None) -> DequantizedConstant 
     return DequantizedConstant(dq, stored, q, source)
 
 
-def _dequantized_problem(graph: Graph, c: DequantizedConstant, owner: Op, axis: int, what: str) -> str | None:
+def _dequantized_problem(graph: Graph, c: DequantizedConstant, axis: int, what: str) -> str | None:
     readers = [graph.consumer_ops(t) for t in c.tensors(graph)[:2]]
     if any(len(r) != 1 for r in readers) or len(graph.consumer_ops(c.source)) != 1:
         return f"{what} '{c.source.name}' behind DEQUANTIZE is shared"
@@ -214,12 +214,12 @@ def _common_problem(graph: Graph, m: FoldMatch) -> str | None:
     if bias is not None and not bias.is_constant and (dq_bias is None or dq_bias.quantize is not None):
         return f"bias '{bias.name}' is not a constant"
     if dq_bias is not None:
-        problem = _dequantized_problem(graph, dq_bias, p, 0, "bias")
+        problem = _dequantized_problem(graph, dq_bias, 0, "bias")
         if problem:
             return problem
     dq_weight = dequantized_constant(graph, weight)
     if dq_weight is not None:
-        return _dequantized_problem(graph, dq_weight, p, slots.axis, "weight")
+        return _dequantized_problem(graph, dq_weight, slots.axis, "weight")
     if weight is None or not weight.is_constant:
         source = producer_of(graph, weight)
         how = f" (written by {source.type})" if source is not None else ""

@@ -103,7 +103,3 @@ def _needs_transpose(onnx_shape: tuple[int, ...], tflite_shape: tuple[int, ...])
         and onnx_shape != tuple(tflite_shape)
         and tuple(onnx_shape[i] for i in TO_NHWC) == tuple(tflite_shape)
     )
-
-
-def _with_shape(spec: TensorSpec, shape: tuple[int, ...]) -> TensorSpec:
-    return TensorSpec(spec.name, spec.dtype, shape, spec.scale, spec.zero_point)
