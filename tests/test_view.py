@@ -59,7 +59,14 @@ def test_sparsity_and_cluster_stats() -> None:
     assert [round(op["weights"]["zeros"], 2) for op in convs] == [0.6, 0.6, 0.6]
     data = view_data(load("clustered_qat_cnn_int8"), "clustered")
     per_channel = [op["weights"]["unique_per_channel_max"] for op in data["subgraphs"][0]["ops"] if op["weights"]]
-    assert max(per_channel) <= 16
+    assert per_channel == [16, 9, 8, 16, 12]
+    # weights behind QUANTIZE -> DEQUANTIZE, and sparse weights behind DENSIFY, get their statistics too
+    data = view_data(load("pruned_qat_cnn_fq"), "fq")
+    convs = [op for op in data["subgraphs"][0]["ops"] if op["type"] == "CONV_2D"]
+    assert [round(op["weights"]["zeros"], 2) for op in convs] == [0.6, 0.6, 0.6]
+    data = view_data(load("sparse_fc_int8"), "sparse")
+    fc = next(op for op in data["subgraphs"][0]["ops"] if op["type"] == "FULLY_CONNECTED")
+    assert round(fc["weights"]["zeros"], 3) == 0.802
 
 
 def test_svg_of_mobilenet_is_valid(tmp_path: Path) -> None:
@@ -90,7 +97,20 @@ def test_dot_text(tmp_path: Path) -> None:
     out = tmp_path / "m.dot"
     assert npupass("view", MOBILENET, "--dot", str(out)).returncode == 0
     text = out.read_text()
-    assert text.count(" [label=") >= 65 and text.rstrip().endswith("}")
+    op_nodes = [
+        line for line in text.splitlines() if line.strip().startswith("op") and " [label=" in line and "->" not in line
+    ]
+    assert len(op_nodes) == 65 and text.rstrip().endswith("}")
+
+
+def test_dot_keeps_non_ascii_names() -> None:
+    from npupass.view.dot import to_dot
+
+    model = load("mobilenet_v2_035_96_int8")
+    model.main.ops[0].name = 'conv "é中文"'
+    text = to_dot(view_data(model, "m"))
+    assert 'conv \\"é中文\\"' in text  # quotes escaped for DOT, the letters themselves kept
+    assert "\\u" not in text
 
 
 def test_diff_lists_exactly_what_the_passes_rewrote() -> None:
@@ -152,3 +172,50 @@ def test_view_reads_onnx() -> None:
     data = json.loads(proc.stdout)
     types = [op["type"] for op in data["subgraphs"][0]["ops"]]
     assert data["source_format"] == "onnx" and types.count("BATCH_NORM") == 10 and "TRANSPOSE" not in types
+
+
+def test_self_diff_is_empty() -> None:
+    for name in ("control_flow", "lstm_float", "mobilenet_v2_035_96_int8", "qat_cnn_fq"):
+        diff, marks = diff_models(load(name), load(name), "a", "b")
+        assert (diff["removed"], diff["added"], diff["changed"], diff["tensors_changed"], marks) == ([], [], [], [], {})
+
+
+def test_diff_sees_rewiring_shapes_and_other_subgraphs() -> None:
+    a, b = load("cnn_float"), load("cnn_float")
+    g = b.main
+    add = next(op for op in g.ops if op.type == "ADD")
+    first = g.inputs_of(add)[0]
+    g.set_input(add, 1, first)  # ADD(x, y) -> ADD(x, x)
+    diff, _ = diff_models(a, b, "a", "b")
+    (entry,) = diff["changed"]
+    assert entry["type"] == "ADD" and any(w.startswith("input 1 '") for w in entry["what"])
+    a, b = load("control_flow"), load("control_flow")
+    op = b.subgraphs[1].ops[0]
+    op.type = "SUB" if op.type != "SUB" else "ADD"
+    diff, _ = diff_models(a, b, "a", "b")
+    assert {e.get("subgraph") for e in diff["removed"] + diff["added"]} == {1}
+
+
+def test_diff_text_lines(tmp_path: Path) -> None:
+    proc = npupass("diff", str(MODELS / "qat_cnn_fq.tflite"), str(MODELS / "qat_cnn_int8.tflite"))
+    starts = [line.split()[0] for line in proc.stdout.splitlines()[1:] if line.split()]
+    assert "removed" in starts and "changed" in starts
+    assert not {"remove", "adde", "change"} & set(starts)
+
+
+def test_metrics_must_be_finite(tmp_path: Path) -> None:
+    bad = tmp_path / "m.json"
+    for text in ('{"conv": {"t": NaN}}', '{"conv": {"t": 1e400}}', '{"conv": {"t": ' + "9" * 400 + "}}"):
+        bad.write_text(text)
+        proc = npupass("view", MOBILENET, "--metrics", str(bad), "--json")
+        assert proc.returncode == 2
+        assert proc.stderr == f"npupass: error: {bad}: metric 't' of op 'conv' is not a finite number\n"
+
+
+def test_outputs_follow_symlinks(tmp_path: Path) -> None:
+    target = tmp_path / "real.dot"
+    target.write_text("old")
+    link = tmp_path / "link.dot"
+    link.symlink_to(target)
+    assert npupass("view", MOBILENET, "--dot", str(link)).returncode == 0
+    assert link.is_symlink() and target.read_text().startswith("digraph ")

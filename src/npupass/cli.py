@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 import time
@@ -394,7 +395,13 @@ def _load_metrics(path: str) -> dict[str, dict[str, float]]:
         for name, value in values.items():
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise NpupassError(f"{path}: metric '{name}' of op '{op}' is not a number")
-            metrics.setdefault(op, {})[name] = float(value)
+            try:
+                number = float(value)
+            except OverflowError:
+                number = float("inf")
+            if not math.isfinite(number):
+                raise NpupassError(f"{path}: metric '{name}' of op '{op}' is not a finite number")
+            metrics.setdefault(op, {})[name] = number
     return metrics
 
 

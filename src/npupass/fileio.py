@@ -17,7 +17,22 @@ def _umask() -> int:
 
 
 def atomic_write(path: Path, chunks: Iterable[bytes | bytearray | memoryview]) -> None:
-    """Write `chunks` to `path` so that `path` is either untouched or complete, never partial."""
+    """Write `chunks` to `path` so that `path` is either untouched or complete, never partial.
+
+    A symlink is followed (its target is replaced, the link stays); a device or pipe is written to
+    directly, since it cannot be replaced.
+    """
+    path = Path(os.path.realpath(path)) if path.is_symlink() else path
+    if path.exists() and not path.is_file():
+        if path.is_dir():
+            raise NpupassError(f"{path}: is a directory")
+        try:
+            with open(path, "wb") as f:
+                for chunk in chunks:
+                    f.write(chunk)
+        except OSError as exc:
+            raise NpupassError(f"{path}: cannot write: {exc.strerror or exc}") from None
+        return
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise NpupassError(f"{path}: directory {directory} does not exist")

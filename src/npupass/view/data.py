@@ -33,10 +33,34 @@ def quant_data(q: Quantization | None) -> dict[str, Any] | None:
     }
 
 
+def weight_source(graph: Graph, t: Tensor | None) -> Tensor | None:
+    """The constant a weight comes from: itself, or behind DEQUANTIZE, QUANTIZE -> DEQUANTIZE or DENSIFY."""
+    for _ in range(3):
+        if t is None or t.is_constant:
+            return t
+        writer = graph.producer(t)
+        if writer is None or writer.type not in ("DEQUANTIZE", "QUANTIZE", "DENSIFY"):
+            return None
+        t = graph.inputs_of(writer)[0]
+    return None
+
+
 def weight_stats(t: Tensor, axis: int) -> dict[str, Any] | None:
-    """Zero fraction and distinct values of a dense constant: per tensor and most in one channel."""
-    if t.data is None or t.sparsity is not None or t.shape is None or t.dtype.numpy is None:
+    """Zero fraction and distinct values of a constant: per tensor and most in one channel (sparse
+    storage: the stored values plus the zeros it leaves out; no per-channel count)."""
+    if t.data is None or t.shape is None or t.dtype.numpy is None:
         return None
+    if t.sparsity is not None:
+        stored = np.asarray(t.data)
+        total = int(np.prod(t.shape))
+        if total == 0:
+            return None
+        zeros = total - int(np.count_nonzero(stored))
+        return {
+            "zeros": zeros / total,
+            "unique": int(np.unique(np.append(stored, stored.dtype.type(0))).size),
+            "unique_per_channel_max": 0,
+        }
     values = np.asarray(t.data)
     if values.size == 0 or values.shape != t.shape:
         return None
@@ -92,8 +116,9 @@ def subgraph_data(
             slots = WEIGHTED_OPS[op.type]
             inputs = graph.inputs_of(op)
             weight = inputs[slots.weight] if slots.weight < len(inputs) else None
+            source = weight_source(graph, weight)
             if weight is not None and weight not in stats:
-                stats[weight] = weight_stats(weight, slots.axis)
+                stats[weight] = weight_stats(source, slots.axis) if source is not None else None
     op_rows = []
     edges = []
     for i, op in enumerate(ops):

@@ -23,37 +23,44 @@ def _tensor_changes(a: Tensor, b: Tensor) -> list[str]:
     what = []
     if a.dtype is not b.dtype:
         what.append(f"dtype {a.dtype}->{b.dtype}")
+    if a.shape != b.shape:
+        what.append(f"shape {list(a.shape or [])}->{list(b.shape or [])}")
     if not same_quant_values(a.quant, b.quant):
         what.append("quantization")
-    if a.is_constant and b.is_constant:
-        same = a.data is not None and b.data is not None and a.data.shape == b.data.shape
-        if not same or not np.array_equal(np.asarray(a.data), np.asarray(b.data)):
+    if a.is_constant != b.is_constant:
+        what.append("constant" if b.is_constant else "no longer constant")
+    elif a.is_constant and b.is_constant:
+        x, y = np.asarray(a.data), np.asarray(b.data)
+        nan_ok = x.dtype.kind in "fc" and y.dtype.kind in "fc"
+        if x.shape != y.shape or not np.array_equal(x, y, equal_nan=nan_ok):
             what.append("data")
     return what
 
 
 def match_ops(a: Graph, b: Graph) -> tuple[list[tuple[Op, Op]], list[Op], list[Op]]:
-    """(pairs, ops only in a, ops only in b)."""
+    """(pairs, ops only in a, ops only in b). Keys, in turn: type and output name; type and input
+    names; the leftover ops of a type in order when both sides have as many. Among several
+    candidates for one key the one with the same options (then the earliest) wins."""
     a_ops, b_ops = a.ops, b.ops
-    by_output: dict[tuple[str, str], Op] = {}
-    by_inputs: dict[tuple[str, tuple[str, ...]], Op] = {}
-    for op in b_ops:
-        by_output.setdefault((op.type, op_label(b, op)), op)
-        by_inputs.setdefault((op.type, _names(b.inputs_of(op))), op)
-    matched: set[Op] = set()
     pairs: dict[Op, Op] = {}
-    for key_of, table in (
-        (lambda op: (op.type, op_label(a, op)), by_output),
-        (lambda op: (op.type, _names(a.inputs_of(op))), by_inputs),
-    ):
+    matched: set[Op] = set()
+    keys = (
+        (lambda g, op: (op.type, op_label(g, op))),
+        (lambda g, op: (op.type, _names(g.inputs_of(op)))),
+    )
+    for key in keys:
+        table: dict[object, list[Op]] = {}
+        for op in b_ops:
+            if op not in matched:
+                table.setdefault(key(b, op), []).append(op)
         for op in a_ops:
             if op in pairs:
                 continue
-            other = table.get(key_of(op))  # type: ignore[arg-type]
-            if other is not None and other not in matched:
-                pairs[op] = other
-                matched.add(other)
-    # last: the unmatched ops of one type, in execution order, when both sides have as many
+            candidates = [c for c in table.get(key(a, op), []) if c not in matched]
+            if candidates:
+                best = min(candidates, key=lambda c: (c.options != op.options, b_ops.index(c)))
+                pairs[op] = best
+                matched.add(best)
     left_a: dict[str, list[Op]] = {}
     left_b: dict[str, list[Op]] = {}
     for op in a_ops:
@@ -88,6 +95,8 @@ def _op_changes(a: Graph, op_a: Op, b: Graph, op_b: Op) -> list[str]:
         if (x is None) != (y is None):
             what.append(f"input {slot}")
         elif x is not None and y is not None:
+            if x.name != y.name:
+                what.append(f"input {slot} '{x.name}'->'{y.name}'")
             what.extend(f"input {slot} {w}" for w in _tensor_changes(x, y))
     for slot, (x, y) in enumerate(zip(a.outputs_of(op_a), b.outputs_of(op_b), strict=False)):
         what.extend(f"output {slot} {w}" for w in _tensor_changes(x, y))
@@ -103,31 +112,34 @@ def _entry(graph: Graph, op: Op) -> dict[str, Any]:
 
 
 def diff_models(a: Model, b: Model, title_a: str, title_b: str) -> tuple[dict[str, Any], dict[Op, str]]:
-    """The difference of the main graphs, and for b's ops: "added" or "changed" (for the viewers)."""
-    ga, gb = a.main, b.main
-    pairs, removed, added = match_ops(ga, gb)
-    changed = []
-    marks: dict[Op, str] = {op: "added" for op in added}
-    for op_a, op_b in pairs:
-        what = _op_changes(ga, op_a, gb, op_b)
-        if what:
-            changed.append(_entry(gb, op_b) | {"what": what})
-            marks[op_b] = "changed"
-    tensors_b = {t.name: t for t in gb.tensors}
-    tensors_changed = []
-    for t in ga.tensors:
-        other = tensors_b.get(t.name)
-        if other is not None:
-            what = _tensor_changes(t, other)
-            if what:
-                tensors_changed.append({"name": t.name, "what": what})
-    result = {
+    """The difference of every subgraph (paired by index), and for b's ops: "added" or "changed"."""
+    result: dict[str, Any] = {
         "a": title_a,
         "b": title_b,
-        "removed": [_entry(ga, op) for op in removed],
-        "added": [_entry(gb, op) for op in added],
-        "changed": changed,
-        "tensors_changed": tensors_changed,
-        "op_counts": {"a": len(ga.ops), "b": len(gb.ops)},
+        "removed": [],
+        "added": [],
+        "changed": [],
+        "tensors_changed": [],
+        "op_counts": {"a": sum(len(g.ops) for g in a.subgraphs), "b": sum(len(g.ops) for g in b.subgraphs)},
     }
+    if len(a.subgraphs) != len(b.subgraphs):
+        result["subgraphs"] = {"a": len(a.subgraphs), "b": len(b.subgraphs)}
+    marks: dict[Op, str] = {}
+    for index, (ga, gb) in enumerate(zip(a.subgraphs, b.subgraphs, strict=False)):
+        where = {"subgraph": index} if len(a.subgraphs) > 1 else {}
+        pairs, removed, added = match_ops(ga, gb)
+        result["removed"] += [_entry(ga, op) | where for op in removed]
+        result["added"] += [_entry(gb, op) | where for op in added]
+        marks.update({op: "added" for op in added})
+        for op_a, op_b in pairs:
+            what = _op_changes(ga, op_a, gb, op_b)
+            if what:
+                result["changed"].append(_entry(gb, op_b) | where | {"what": what})
+                marks[op_b] = "changed"
+        tensors_b = {t.name: t for t in gb.tensors}
+        for t in ga.tensors:
+            other = tensors_b.get(t.name)
+            changes = _tensor_changes(t, other) if other is not None else []
+            if changes:
+                result["tensors_changed"].append({"name": t.name, "what": changes} | where)
     return result, marks

@@ -13,7 +13,7 @@ DOT_TIMEOUT_S = 300
 
 
 def _quote(text: str) -> str:
-    return json.dumps(text)  # a JSON string is a valid DOT quoted ID
+    return json.dumps(text, ensure_ascii=False)  # a JSON string (quotes, backslashes escaped) is a DOT quoted ID
 
 
 def to_dot(data: dict[str, Any], subgraph: int = 0) -> str:

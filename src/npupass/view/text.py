@@ -81,8 +81,7 @@ def render_diff(console: Console, diff: dict[str, Any]) -> None:
             detail = ", ".join(entry.get("what", []))
             rules = f" <- {', '.join(entry['rules'])}" if entry.get("rules") else ""
             console.print(
-                f"[{colour}]{kind[:-1] if kind != 'changed' else 'changed'}[/{colour}] "
-                f"{entry['type']} '{entry['name']}'{rules}{': ' + detail if detail else ''}"
+                f"[{colour}]{kind}[/{colour}] {entry['type']} '{entry['name']}'{rules}{': ' + detail if detail else ''}"
             )
     for t in diff["tensors_changed"]:
         console.print(f"tensor '{t['name']}': {', '.join(t['what'])}")
