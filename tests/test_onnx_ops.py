@@ -39,6 +39,7 @@ CASES: dict[str, tuple[list[Any], list[Any], int]] = {
     "prelu": ([helper.make_node("PRelu", ["x", "s"], ["y"])], [_const("s", [[[0.1]], [[0.2]], [[0.3]], [[0.4]]])], 13),
     "hard_sigmoid": ([helper.make_node("HardSigmoid", ["x"], ["y"], alpha=0.3, beta=0.4)], [], 13),
     "log_softmax": ([helper.make_node("LogSoftmax", ["x"], ["y"], axis=-1)], [], 13),
+    "softmax_over_channels": ([helper.make_node("Softmax", ["x"], ["y"], axis=1)], [], 13),
     "reduce_mean_keep": ([helper.make_node("ReduceMean", ["x"], ["y"], axes=[1], keepdims=1)], [], 13),
     "reduce_sum_drop": (
         [helper.make_node("ReduceSum", ["x", "axes"], ["y"], keepdims=0)],

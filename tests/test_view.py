@@ -145,6 +145,7 @@ def test_diff_of_two_files(tmp_path: Path) -> None:
     src = str(MODELS / "qat_cnn_fq.tflite")
     assert npupass("convert", src, "-o", str(out), "--passes", DEFAULT_PIPELINE, "--io", "int8").returncode == 0
     proc = npupass("diff", src, str(out), "--json")
+    assert proc.returncode == 1  # as Unix diff: the models differ
     diff = json.loads(proc.stdout)
     assert len(diff["removed"]) == 26 and diff["added"] == []
     assert diff["op_counts"] == {"a": 34, "b": 8}
@@ -172,6 +173,11 @@ def test_view_reads_onnx() -> None:
     data = json.loads(proc.stdout)
     types = [op["type"] for op in data["subgraphs"][0]["ops"]]
     assert data["source_format"] == "onnx" and types.count("BATCH_NORM") == 10 and "TRANSPOSE" not in types
+
+
+def test_diff_of_a_model_with_itself_exits_0() -> None:
+    proc = npupass("diff", MOBILENET, MOBILENET, "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["changed"] == []
 
 
 def test_self_diff_is_empty() -> None:

@@ -477,7 +477,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
         from npupass.view.html import write_html
 
         write_html(view_data(b, f"{args.a} -> {args.b}", changed=changed, diff=diff), Path(args.html))
-    return EXIT_OK
+        if not args.json:
+            _console().print(f"wrote {args.html}")
+    different = any(diff[k] for k in ("removed", "added", "changed", "tensors_changed"))
+    return EXIT_DIFFERENT if different else EXIT_OK  # as Unix diff: 1 when the models differ
 
 
 # --- entry point -------------------------------------------------------------------------------

@@ -540,15 +540,27 @@ def _matmul(imp: Importer, node: Any) -> None:
         imp.emit("BATCH_MATMUL", [x, imp.tensor(node.input[1])], [out])
 
 
-@converter("Softmax")
-def _softmax(imp: Importer, node: Any) -> None:
+def _softmax_layout(imp: Importer, node: Any) -> tuple[int, ...]:
+    """A layout with the softmax axis last: the input's own when it already is (NHWC channels)."""
     rank = imp.rank(node.input[0])
     axis = attrs(node).get("axis", -1 if imp.opset >= 13 else 1) % rank
-    if axis != rank - 1:
-        raise UnsupportedFeatureError("Softmax over an axis other than the last")
-    x = imp.tensor(node.input[0])
-    out = imp.output(node.output[0], identity(rank))
-    imp.emit("SOFTMAX", [x], [out], {"beta": 1.0})
+    if imp.opset < 13 and axis != rank - 1:  # before opset 13: a softmax over the flattened trailing axes
+        raise UnsupportedFeatureError(f"{node.op_type} over the flattened axes {axis}.. (opset {imp.opset})")
+    perm = imp.values[node.input[0]].perm
+    if perm[-1] == axis:
+        return perm
+    return (*(i for i in range(rank) if i != axis), axis)
+
+
+@converter("Softmax", "LogSoftmax")
+def _softmax(imp: Importer, node: Any) -> None:
+    layout = _softmax_layout(imp, node)
+    x = imp.tensor(node.input[0], layout)
+    out = imp.output(node.output[0], layout)
+    if node.op_type == "Softmax":
+        imp.emit("SOFTMAX", [x], [out], {"beta": 1.0})
+    else:
+        imp.emit("LOG_SOFTMAX", [x], [out])
 
 
 @converter("LayerNormalization")
@@ -647,16 +659,6 @@ def _hard_sigmoid(imp: Importer, node: Any) -> None:
     imp.emit("MUL", [x, alpha], [scaled], {"fused_activation_function": "NONE"})
     imp.emit("ADD", [scaled, beta], [shifted], {"fused_activation_function": "NONE"})
     imp.emit("RELU_0_TO_1", [shifted], [out])
-
-
-@converter("LogSoftmax")
-def _log_softmax(imp: Importer, node: Any) -> None:
-    rank = imp.rank(node.input[0])
-    axis = attrs(node).get("axis", -1 if imp.opset >= 13 else 1) % rank
-    if axis != rank - 1:
-        raise UnsupportedFeatureError("LogSoftmax over an axis other than the last")
-    out = imp.output(node.output[0], identity(rank))
-    imp.emit("LOG_SOFTMAX", [imp.tensor(node.input[0])], [out])
 
 
 REDUCERS = {"ReduceMean": "MEAN", "ReduceMax": "REDUCE_MAX", "ReduceSum": "SUM", "ReduceMin": "REDUCE_MIN"}
