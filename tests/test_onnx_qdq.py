@@ -17,9 +17,8 @@ from npupass.frontends import load_model
 from npupass.ir.types import DType
 from npupass.passes import DEFAULT_PIPELINE, run_passes
 from npupass.verify.compare import Tolerance, compare
-from npupass.verify.litert import LiteRTModel
+from npupass.verify.litert import LiteRTModel, from_real
 from npupass.verify.onnxrt import AsTflite, OnnxRuntimeModel
-from npupass.verify.passes import from_real
 
 # fixture -> ops after conversion (ORT without preprocess quantizes each BN as its own op: a depthwise conv)
 QDQ_MODELS = {"mbv2_qat_qdq": 17, "mbv2_ort_qdq_preprocessed": 17, "mbv2_ort_qdq": 27}

@@ -271,6 +271,20 @@ def _factor(m: FoldMatch, channels: int) -> np.ndarray | None:
     return None if np.any(vector == 0) else 1.0 / vector
 
 
+def _shift(m: FoldMatch, channels: int) -> np.ndarray | None:
+    """The ADD's constant (negated for SUB) as one value per output channel, or None."""
+    values = real_values(m.constant)
+    vector = channel_vector(values, channels) if values is not None else None
+    if vector is None or m.affine.type != "SUB":
+        return vector
+    return -vector
+
+
+def _shifted_int32(ints: np.ndarray, shift: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """An int32 bias plus `shift` in its own steps, saturated to int32."""
+    return np.clip(ints.astype(np.float64) + np.round(shift / scale), -(2**31), 2**31 - 1)
+
+
 def _take_over(graph: Graph, m: FoldMatch) -> None:
     """The producer writes the affine op's output, with its fused activation; the affine op goes."""
     p, affine = m.producer, m.affine
@@ -400,8 +414,8 @@ class FoldShift(Rule):
         problem = _common_problem(graph, m)
         if problem:
             return problem
-        values = real_values(m.constant)
-        if values is None or channel_vector(values, _channels(graph, m.producer)) is None:
+        shift = _shift(m, _channels(graph, m.producer))
+        if shift is None:
             return f"constant '{m.constant.name}' is not one value per output channel"
         if is_quantized(output(graph, m.producer)):
             p = m.producer
@@ -409,10 +423,6 @@ class FoldShift(Rule):
             x = input_at(graph, p, WEIGHTED_OPS[p.type].input)
             if weight is None or weight.quant is None or x is None or not is_quantized(x):
                 return "quantized op without quantized input and weight"
-            shift = channel_vector(values, _channels(graph, p))
-            assert shift is not None
-            if m.affine.type == "SUB":
-                shift = -shift
             low, high = _real_range(output(graph, p))
             return _clip_problem(graph, m, low + shift, high + shift)
         return None
@@ -424,19 +434,15 @@ class FoldShift(Rule):
         weight, bias = input_at(graph, p, weight_slot), input_at(graph, p, bias_slot)
         assert weight is not None and weight.shape is not None
         channels = weight.shape[axis]
-        values = real_values(m.constant)
-        assert values is not None
-        shift = channel_vector(values, channels)
+        shift = _shift(m, channels)
         assert shift is not None
-        if m.affine.type == "SUB":
-            shift = -shift
         base = bias.name if bias is not None else f"{output(graph, p).name}/bias"
         dq_bias = dequantized_constant(graph, bias)
         if dq_bias is not None:  # an int32 bias behind DEQUANTIZE: add the shift in its steps
             q = dq_bias.stored.quant
             assert q is not None and dq_bias.source.data is not None
-            steps = np.round(shift / np.broadcast_to(q.scale.astype(np.float64), (channels,)))
-            ints = np.clip(np.asarray(dq_bias.source.data, dtype=np.float64) + steps, -(2**31), 2**31 - 1)
+            scale = np.broadcast_to(q.scale.astype(np.float64), (channels,))
+            ints = _shifted_int32(np.asarray(dq_bias.source.data), shift, scale)
             graph.set_input(dq_bias.dequantize, 0, new_constant(dq_bias.source.name, ints, DType.INT32, q))
             graph.drop_unused(dq_bias.source)
             _take_over(graph, m)
@@ -445,8 +451,8 @@ class FoldShift(Rule):
             x = input_at(graph, p, WEIGHTED_OPS[p.type].input)
             assert x is not None and x.quant is not None and weight.quant is not None
             bias_scale = float(x.quant.scale[0]) * np.broadcast_to(weight.quant.scale.astype(np.float64), (channels,))
-            current = np.zeros(channels) if bias is None or bias.data is None else bias.data.astype(np.float64)
-            ints = np.clip(current + np.round(shift / bias_scale), -(2**31), 2**31 - 1)
+            current = np.zeros(channels) if bias is None or bias.data is None else np.asarray(bias.data)
+            ints = _shifted_int32(current, shift, bias_scale)
             q = Quantization(bias_scale.astype(np.float32), np.zeros(channels, dtype=np.int64), 0)
             new_bias = new_constant(base, ints, DType.INT32, q)
         else:

@@ -131,3 +131,18 @@ def make_inputs(
         else:
             raise ReferenceError(f"input '{spec.name}' has type {spec.dtype}, which npupass cannot generate data for")
     return result
+
+
+def to_real(value: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    if spec.quantized:
+        return (value.astype(np.float64) - spec.zero_point) * spec.scale
+    return value.astype(np.float64)
+
+
+def from_real(value: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """A real-valued input in `spec`'s type: quantized (rounded, saturated) or cast."""
+    if spec.quantized:
+        info = np.iinfo(spec.dtype)
+        q = np.round(value / spec.scale) + spec.zero_point
+        return np.clip(q, info.min, info.max).astype(spec.dtype)
+    return value.astype(spec.dtype)

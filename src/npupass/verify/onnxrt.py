@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from npupass.verify.litert import LiteRTModel, ReferenceError, TensorSpec
+from npupass.verify.litert import LiteRTModel, ReferenceError, TensorSpec, from_real, to_real
 
 _ORT_TYPES = {
     "tensor(float)": np.float32,
@@ -70,9 +70,7 @@ class AsTflite:
     def __init__(
         self, ort: OnnxRuntimeModel, tflite: LiteRTModel, layout: dict[str, list[list[int]]] | None = None
     ) -> None:
-        from npupass.verify.passes import from_real, to_real
-
-        self._ort, self._to_real, self._from_real = ort, to_real, from_real
+        self._ort = ort
         self.inputs, self.outputs = tflite.inputs, tflite.outputs
         if layout is not None and len(layout.get("inputs", [])) == len(ort.inputs):
             self._in = [tuple(p) == TO_NHWC for p in layout["inputs"]]
@@ -85,7 +83,7 @@ class AsTflite:
         fed = []
         for x, spec, target, flip in zip(inputs, self.inputs, self._ort.inputs, self._in, strict=True):
             # an integer ONNX input takes the same integers (the import keeps its quantization)
-            value = x.astype(target.dtype) if target.dtype.kind in "iu" else self._to_real(x, spec).astype(target.dtype)
+            value = x.astype(target.dtype) if target.dtype.kind in "iu" else to_real(x, spec).astype(target.dtype)
             fed.append(np.ascontiguousarray(np.transpose(value, TO_NCHW)) if flip else value)
         outs = []
         for y, spec, flip in zip(self._ort.run(fed), self.outputs, self._out, strict=True):
@@ -93,7 +91,7 @@ class AsTflite:
             if y.dtype.kind in "iu" or not spec.quantized:
                 outs.append(y.astype(spec.dtype))
             else:
-                outs.append(self._from_real(y.astype(np.float64), spec))
+                outs.append(from_real(y.astype(np.float64), spec))
         return outs
 
 

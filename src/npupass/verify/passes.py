@@ -9,7 +9,7 @@ import numpy as np
 
 from npupass.ir.graph import Model
 from npupass.verify.compare import float_input_ranges
-from npupass.verify.litert import LiteRTModel, TensorSpec, make_inputs
+from npupass.verify.litert import LiteRTModel, from_real, make_inputs, to_real
 
 if TYPE_CHECKING:
     from npupass.passes.manager import Pass
@@ -45,21 +45,6 @@ class PassCheck:
             "argmax_agreement": self.argmax_agreement,
             "problem": self.problem,
         }
-
-
-def to_real(value: np.ndarray, spec: TensorSpec) -> np.ndarray:
-    if spec.quantized:
-        return (value.astype(np.float64) - spec.zero_point) * spec.scale
-    return value.astype(np.float64)
-
-
-def from_real(value: np.ndarray, spec: TensorSpec) -> np.ndarray:
-    """A real-valued input in `spec`'s type: quantized (rounded, saturated) or cast."""
-    if spec.quantized:
-        info = np.iinfo(spec.dtype)
-        q = np.round(value / spec.scale) + spec.zero_point
-        return np.clip(q, info.min, info.max).astype(spec.dtype)
-    return value.astype(spec.dtype)
 
 
 @dataclass

@@ -64,15 +64,20 @@ def weight_stats(t: Tensor, axis: int) -> dict[str, Any] | None:
     values = np.asarray(t.data)
     if values.size == 0 or values.shape != t.shape:
         return None
-    per_channel = 0
-    if values.ndim > axis:
-        moved = np.moveaxis(values, axis, 0).reshape(values.shape[axis], -1)
-        ordered = np.sort(moved, axis=1)
+    rows = np.moveaxis(values, axis, 0).reshape(values.shape[axis], -1) if values.ndim > axis else values.reshape(1, -1)
+    if values.dtype.itemsize == 1 and values.dtype.kind in "iu":  # int8/uint8: count, do not sort
+        offset = rows.astype(np.int64) - int(np.iinfo(values.dtype).min)
+        counts = np.bincount((np.arange(rows.shape[0])[:, None] * 256 + offset).ravel(), minlength=rows.shape[0] * 256)
+        present = counts.reshape(rows.shape[0], 256) > 0
+        unique, per_channel = int(present.any(axis=0).sum()), int(present.sum(axis=1).max())
+    else:
+        ordered = np.sort(rows, axis=1)
         per_channel = int(((np.diff(ordered, axis=1) != 0).sum(axis=1) + 1).max())
+        unique = int(np.unique(ordered).size)
     return {
         "zeros": float(np.count_nonzero(values == 0) / values.size),
-        "unique": int(np.unique(values).size),
-        "unique_per_channel_max": per_channel,
+        "unique": unique,
+        "unique_per_channel_max": per_channel if values.ndim > axis else 0,
     }
 
 
@@ -110,15 +115,7 @@ def subgraph_data(
     tensors = graph.tensors
     tensor_index = {t: i for i, t in enumerate(tensors)}
     op_index = {op: i for i, op in enumerate(ops)}
-    stats: dict[Tensor, dict[str, Any] | None] = {}
-    for op in ops:
-        if op.type in WEIGHTED_OPS:
-            slots = WEIGHTED_OPS[op.type]
-            inputs = graph.inputs_of(op)
-            weight = inputs[slots.weight] if slots.weight < len(inputs) else None
-            source = weight_source(graph, weight)
-            if weight is not None and weight not in stats:
-                stats[weight] = weight_stats(source, slots.axis) if source is not None else None
+    stats: dict[Tensor, dict[str, Any] | None] = {}  # weight tensor -> its statistics
     op_rows = []
     edges = []
     for i, op in enumerate(ops):
@@ -127,8 +124,11 @@ def subgraph_data(
         inputs = graph.inputs_of(op)
         weight_stat = None
         if op.type in WEIGHTED_OPS:
-            slot = WEIGHTED_OPS[op.type].weight
-            weight = inputs[slot] if slot < len(inputs) else None
+            slots = WEIGHTED_OPS[op.type]
+            weight = inputs[slots.weight] if slots.weight < len(inputs) else None
+            if weight is not None and weight not in stats:
+                source = weight_source(graph, weight)
+                stats[weight] = weight_stats(source, slots.axis) if source is not None else None
             weight_stat = stats.get(weight) if weight is not None else None
         op_rows.append(
             {

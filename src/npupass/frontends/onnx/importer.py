@@ -140,7 +140,7 @@ class Importer:
                 array = numpy_helper.to_array(init)
             except (ValueError, TypeError, KeyError) as exc:
                 raise ModelFormatError(f"initializer '{init.name}' is inconsistent: {exc}") from None
-            self.values[init.name] = Value(None, identity(array.ndim), array, array.shape, _dtype_of(array))
+            self.values[init.name] = Value(None, identity(array.ndim), array, array.shape, dtype_of(array))
         self.numpy_helper = numpy_helper
         self._output_perms: dict[str, tuple[int, ...]] = {}
 
@@ -169,7 +169,7 @@ class Importer:
         rank = len(value.shape) if value.shape is not None else len(value.perm)
         perm = perm if perm is not None else identity(rank)
         if value.tensor is None and value.quantized is not None:
-            return self._quantized_constant(name, value.quantized, perm)
+            return self.quantized_constant(name, value.quantized, perm)
         if value.tensor is None:  # a constant: lay it out as asked
             assert value.const is not None
             data = np.transpose(value.const, perm) if value.const.ndim == len(perm) else value.const
@@ -178,7 +178,7 @@ class Importer:
             return value.tensor
         return self._relayout(name, value, perm)
 
-    def _quantized_constant(self, name: str, q: Quantized, perm: tuple[int, ...]) -> Tensor:
+    def quantized_constant(self, name: str, q: Quantized, perm: tuple[int, ...]) -> Tensor:
         """The constant laid out as `perm`, then QUANTIZE -> DEQUANTIZE (fake) or DEQUANTIZE: the form
         fold-fake-quant turns into an int8 constant with the model's own scales."""
         data = np.transpose(q.data, perm) if q.data.ndim == len(perm) else q.data
@@ -210,11 +210,9 @@ class Importer:
         assert value.tensor is not None and value.shape is not None
         shape = tuple(value.shape[p] for p in perm)
         out = Tensor(f"{name}/{''.join(map(str, perm))}", value.tensor.dtype, shape, quant=value.tensor.quant)
-        moved = [value.shape[p] for p in value.perm if value.shape[p] != 1]
-        kept = [value.shape[p] for p in perm if value.shape[p] != 1]
         order_now = [p for p in value.perm if value.shape[p] != 1]
         order_then = [p for p in perm if value.shape[p] != 1]
-        if order_now == order_then and moved == kept:  # only size-1 axes move: the bytes stay in order
+        if order_now == order_then:  # only size-1 axes move: the bytes stay in order
             shape_t = constant_tensor(f"{out.name}/shape", np.array(shape, dtype=np.int32))
             self.graph.add_op(
                 Op("RESHAPE", {"new_shape": list(shape)}, "ReshapeOptions"), [value.tensor, shape_t], [out]
@@ -248,7 +246,7 @@ class Importer:
         return t
 
     def set_const(self, name: str, array: np.ndarray) -> None:
-        self.values[name] = Value(None, identity(array.ndim), array, array.shape, _dtype_of(array))
+        self.values[name] = Value(None, identity(array.ndim), array, array.shape, dtype_of(array))
 
     def alias(self, new: str, old: str) -> None:
         self.values[new] = self.values[old]
@@ -390,10 +388,10 @@ def constant_tensor(name: str, array: np.ndarray) -> Tensor:
         array = array.astype(np.int32)
     data = np.ascontiguousarray(array)
     data.flags.writeable = False
-    return Tensor(name, _dtype_of(data), tuple(data.shape), data)
+    return Tensor(name, dtype_of(data), tuple(data.shape), data)
 
 
-def _dtype_of(array: np.ndarray) -> DType:
+def dtype_of(array: np.ndarray) -> DType:
     for dtype in DType:
         if dtype.numpy is not None and dtype.numpy == array.dtype.newbyteorder("<"):
             return dtype

@@ -15,10 +15,11 @@ from npupass.frontends.onnx.importer import (
     Value,
     constant_tensor,
     converter,
+    dtype_of,
     folder,
     identity,
 )
-from npupass.ir.graph import Tensor
+from npupass.ir.graph import Op, Tensor
 from npupass.ir.types import DType, Quantization
 from npupass.passes.pattern import same_quant_values
 
@@ -188,7 +189,7 @@ def _transpose(imp: Importer, node: Any) -> None:
 @converter("Reshape", "Flatten", "Squeeze", "Unsqueeze")
 def _reshape(imp: Importer, node: Any) -> None:
     x = imp.in_onnx_order(node.input[0])
-    out_shape = imp._types.get(node.output[0], (None, None))[1]
+    out_shape = imp.shape(node.output[0])
     if out_shape is None:
         raise UnsupportedFeatureError("the output shape is not static")
     out = imp.output(node.output[0], identity(len(out_shape)), x.dtype)
@@ -197,7 +198,9 @@ def _reshape(imp: Importer, node: Any) -> None:
 
 
 # --- convolution and pooling ------------------------------------------------------------------------
-def _text(value: Any) -> str:
+def text_attr(node: Any, key: str, default: str) -> str:
+    """A string attribute (onnx hands them back as bytes)."""
+    value = attrs(node).get(key, default)
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
@@ -219,7 +222,7 @@ def _padding(
     a = attrs(node)
     assert x.shape is not None
     h, w = x.shape[1], x.shape[2]
-    auto = _text(a.get("auto_pad", "NOTSET"))
+    auto = text_attr(node, "auto_pad", "NOTSET")
     same = []
     for size, k, s, d in zip((h, w), kernel, strides, dilations, strict=True):
         out = -(-size // s)
@@ -365,14 +368,8 @@ def _batch_norm(imp: Importer, node: Any) -> None:
         params.append(constant_tensor(name, c.astype(np.float32)))
     out = imp.output(node.output[0], perm)
     imp.graph.add_op(
-        _ir_op("BATCH_NORM", {"epsilon": float(attrs(node).get("epsilon", 1e-5))}, out.name), [x, *params], [out]
+        Op("BATCH_NORM", {"epsilon": float(attrs(node).get("epsilon", 1e-5))}, None, name=out.name), [x, *params], [out]
     )
-
-
-def _ir_op(op_type: str, options: dict[str, Any], name: str) -> Any:
-    from npupass.ir.graph import Op
-
-    return Op(op_type, options, None, name=name)
 
 
 # --- elementwise -------------------------------------------------------------------------------------
@@ -383,7 +380,7 @@ def _operand(imp: Importer, name: str, perm: tuple[int, ...], rank: int) -> Tens
         lifted = rank - q.data.ndim
         data = q.data.reshape((1,) * lifted + q.data.shape)
         axis = q.axis + lifted if q.axis is not None else None
-        return imp._quantized_constant(name, Quantized(data, q.scale, q.zero_point, axis, q.storage, q.fake), perm)
+        return imp.quantized_constant(name, Quantized(data, q.scale, q.zero_point, axis, q.storage, q.fake), perm)
     c = imp.const(name)
     if c is not None:
         if c.ndim == 0 or c.size == 1:
@@ -440,8 +437,7 @@ def _unary(imp: Importer, node: Any) -> None:
     out = imp.output(node.output[0], value.perm)
     options = {}
     if node.op_type == "Gelu":
-        approximate = attrs(node).get("approximate", b"none")
-        options = {"approximate": (approximate.decode() if isinstance(approximate, bytes) else approximate) == "tanh"}
+        options = {"approximate": text_attr(node, "approximate", "none") == "tanh"}
     imp.emit(UNARY[node.op_type], [x], [out], options)
 
 
@@ -455,9 +451,7 @@ def _leaky_relu(imp: Importer, node: Any) -> None:
 @converter("Clip")
 def _clip(imp: Importer, node: Any) -> None:
     """Clip(0, 6) is RELU6, (-1, 1) RELU_N1_TO_1, (0, inf) RELU; other bounds MAXIMUM/MINIMUM."""
-    a = attrs(node)
-    low = a.get("min") if imp.opset < 11 else _scalar(imp, node, 1)
-    high = a.get("max") if imp.opset < 11 else _scalar(imp, node, 2)
+    low, high = _scalar(imp, node, 1), _scalar(imp, node, 2)
     value = imp.values[node.input[0]]
     x = imp.tensor(node.input[0], value.perm)
     known: dict[tuple[float | None, float | None], str] = {
@@ -624,6 +618,9 @@ def _concat_op(imp: Importer, node: Any) -> None:
 @converter("Sum")
 def _sum(imp: Importer, node: Any) -> None:
     """Sum(a, b, c, ...) as a chain of ADDs."""
+    if len(node.input) == 1:
+        imp.alias(node.output[0], node.input[0])
+        return
     perm, rank = _result_layout(imp, node)
     operands = [_operand(imp, name, perm, rank) for name in node.input]
     out = imp.output(node.output[0], perm)
@@ -632,8 +629,6 @@ def _sum(imp: Importer, node: Any) -> None:
         target = out if i == len(operands) - 1 else Tensor(f"{out.name}/sum{i}", out.dtype, out.shape)
         imp.emit("ADD", [current, operand], [target], {"fused_activation_function": "NONE"})
         current = target
-    if len(operands) == 1:
-        imp.alias(node.output[0], node.input[0])
 
 
 @converter("PRelu")
@@ -696,14 +691,12 @@ def _reduce(imp: Importer, node: Any) -> None:
 
 @converter("Pad")
 def _pad(imp: Importer, node: Any) -> None:
-    a = attrs(node)
-    mode = a.get("mode", b"constant")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
+    mode = text_attr(node, "mode", "constant")
     if mode != "constant":
         raise UnsupportedFeatureError(f"Pad mode '{mode}'")
     value = imp.values[node.input[0]]
     rank = imp.rank(node.input[0])
-    pads = imp.const(node.input[1]) if imp.opset >= 11 else np.array(a["pads"])
+    pads = imp.const(node.input[1])
     if pads is None:
         raise UnsupportedFeatureError("Pad amounts must be constants")
     if len(node.input) > 3 and node.input[3]:
@@ -725,8 +718,7 @@ def _pad(imp: Importer, node: Any) -> None:
 @converter("DepthToSpace", "SpaceToDepth")
 def _depth_space(imp: Importer, node: Any) -> None:
     a = attrs(node)
-    mode = a.get("mode", b"DCR")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
+    mode = text_attr(node, "mode", "DCR")
     if node.op_type == "DepthToSpace" and mode != "DCR":
         raise UnsupportedFeatureError(f"DepthToSpace mode {mode} (TFLite's order is DCR)")
     x = imp.nhwc(node.input[0])
@@ -773,7 +765,7 @@ def _conv_transpose(imp: Importer, node: Any) -> None:
     strides = list(a.get("strides", [1, 1]))
     kernel = weight.shape[2:]
     pads = list(a.get("pads", [0, 0, 0, 0]))
-    if "output_shape" in a or _text(a.get("auto_pad", "NOTSET")) != "NOTSET":
+    if "output_shape" in a or text_attr(node, "auto_pad", "NOTSET") != "NOTSET":
         raise UnsupportedFeatureError("ConvTranspose with output_shape or auto_pad")
     padding = "VALID" if not any(pads) and not any(a.get("output_padding", [0, 0])) else "SAME"
     if padding == "VALID":
@@ -853,12 +845,8 @@ def _split(imp: Importer, node: Any) -> None:
 def _resize(imp: Importer, node: Any) -> None:
     """nearest (asymmetric, floor) and linear (half_pixel, pytorch_half_pixel, align_corners, asymmetric)."""
     a = attrs(node)
-
-    def text(key: str, default: str) -> str:
-        v = a.get(key, default)
-        return v.decode() if isinstance(v, bytes) else v
-
-    mode, transform = text("mode", "nearest"), text("coordinate_transformation_mode", "half_pixel")
+    mode = text_attr(node, "mode", "nearest")
+    transform = text_attr(node, "coordinate_transformation_mode", "half_pixel")
     for unsupported in ("antialias", "axes", "keep_aspect_ratio_policy", "exclude_outside"):
         if a.get(unsupported):
             raise UnsupportedFeatureError(f"Resize with {unsupported}")
@@ -875,8 +863,9 @@ def _resize(imp: Importer, node: Any) -> None:
     assert out.shape is not None
     size = constant_tensor(f"{out.name}/size", np.array(out.shape[1:3], dtype=np.int32))
     if mode == "nearest":
-        if transform != "asymmetric" or text("nearest_mode", "round_prefer_floor") != "floor":
-            raise UnsupportedFeatureError(f"nearest Resize with {transform}/{text('nearest_mode', '')}")
+        nearest = text_attr(node, "nearest_mode", "round_prefer_floor")
+        if transform != "asymmetric" or nearest != "floor":
+            raise UnsupportedFeatureError(f"nearest Resize with {transform}/{nearest}")
         imp.emit("RESIZE_NEAREST_NEIGHBOR", [x, size], [out], {"align_corners": False, "half_pixel_centers": False})
     elif mode == "linear":
         if transform == "pytorch_half_pixel" and min(out.shape[1:3]) == 1:
@@ -897,11 +886,9 @@ def _quant_params(imp: Importer, node: Any, rank: int) -> tuple[np.ndarray, np.n
     zero_point = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
     if scale is None or (len(node.input) > 2 and node.input[2] and zero_point is None):
         raise UnsupportedFeatureError("scale and zero point must be constants")
-    storage = {np.dtype(np.int8): DType.INT8, np.dtype(np.uint8): DType.UINT8, np.dtype(np.int32): DType.INT32}.get(
-        zero_point.dtype if zero_point is not None else np.dtype(np.uint8)
-    )
-    if storage is None:
-        raise UnsupportedFeatureError(f"quantization to {zero_point.dtype if zero_point is not None else '?'}")
+    storage = dtype_of(zero_point) if zero_point is not None else DType.UINT8  # ONNX's default
+    if storage not in QUANTIZED_STORAGE:
+        raise UnsupportedFeatureError(f"quantization to {storage}")
     scale = scale.astype(np.float32).reshape(-1)
     zp = (zero_point if zero_point is not None else np.zeros(scale.size, np.int64)).astype(np.int64).reshape(-1)
     if scale.size == 1:
@@ -936,9 +923,10 @@ def _dequantize_linear(imp: Importer, node: Any) -> None:
         return
     scale, zp, axis, _storage = _quant_params(imp, node, rank)
     if src.const is not None:  # integers in the file: weights and int32 biases
-        if src.const.dtype not in (np.int8, np.uint8, np.int32):
-            raise UnsupportedFeatureError(f"DequantizeLinear of {src.const.dtype} constants")
-        quantized = Quantized(src.const, scale, zp, axis, DType(_IR_NAMES[src.const.dtype.name]), fake=False)
+        stored = dtype_of(src.const)
+        if stored not in QUANTIZED_STORAGE:
+            raise UnsupportedFeatureError(f"DequantizeLinear of {stored} constants")
+        quantized = Quantized(src.const, scale, zp, axis, stored, fake=False)
         imp.values[node.output[0]] = Value(
             None, identity(src.const.ndim), None, src.const.shape, DType.FLOAT32, quantized
         )
@@ -953,4 +941,4 @@ def _dequantize_linear(imp: Importer, node: Any) -> None:
     imp.emit("DEQUANTIZE", [x], [out])
 
 
-_IR_NAMES = {"int8": "INT8", "uint8": "UINT8", "int32": "INT32"}
+QUANTIZED_STORAGE = (DType.INT8, DType.UINT8, DType.INT32)
