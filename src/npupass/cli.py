@@ -484,6 +484,17 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 # --- entry point -------------------------------------------------------------------------------
+# --- compile -----------------------------------------------------------------------------------
+def cmd_compile(args: argparse.Namespace) -> int:
+    import importlib
+
+    from npupass.backends.targets import parse_target
+
+    target = parse_target(args.target)
+    backend = importlib.import_module(f"npupass.backends.{target.backend}.compile")
+    return int(backend.run(args, target))
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -550,6 +561,33 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--seed", type=int, default=0, help="first seed for --verify (default 0)")
     convert.add_argument("--json", action="store_true", help="print the result as JSON")
     convert.set_defaults(func=cmd_convert)
+
+    comp = sub.add_parser(
+        "compile",
+        help="compile a model for an NPU or CPU target and report what runs where",
+        description="Compile MODEL (.tflite or .onnx, never modified) for --target: ethos-u55-{32,64,128,256}, "
+        "ethos-u65-{256,512}, ethos-u85-{128,256,512,1024,2048} (through Arm Vela), ethos-n78[-VARIANT] "
+        "(an Arm NN-ready int8 TFLite) or xnnpack (sparse TFLite).",
+    )
+    comp.add_argument("model", help="the input model, .tflite or .onnx (never modified)")
+    comp.add_argument("--target", required=True, help="e.g. ethos-u55-128, ethos-n78, xnnpack")
+    comp.add_argument("-o", "--output-dir", default="output", metavar="OUTDIR", help="where to write (default: output)")
+    comp.add_argument("--passes", metavar="LIST", help="run these passes instead of the target's default pipeline")
+    comp.add_argument("--json", action="store_true", help="print the report as JSON")
+    vela_group = comp.add_argument_group("Ethos-U (Vela) options")
+    vela_group.add_argument("--config", metavar="VELA_INI", help="a Vela configuration file with more system configs")
+    vela_group.add_argument("--system-config", metavar="NAME", help="Vela system config (default: Vela's default)")
+    vela_group.add_argument("--memory-mode", metavar="NAME", help="Vela memory mode (default: Vela's default)")
+    vela_group.add_argument(
+        "--optimise", choices=("Performance", "Size"), default="Performance", help="Vela's goal (default Performance)"
+    )
+    xnn_group = comp.add_argument_group("XNNPACK options")
+    xnn_group.add_argument("--fp16", action="store_true", help="store sparse weights as FLOAT16")
+    ethosn_group = comp.add_argument_group("Ethos-N options")
+    ethosn_group.add_argument(
+        "--ethosn-support-lib", metavar="LIB", help="cross-check against a libEthosNSupport you built"
+    )
+    comp.set_defaults(func=cmd_compile)
 
     passes = sub.add_parser("passes", help="list the passes with one-line descriptions")
     passes.add_argument("--json", action="store_true", help="print the list as JSON")

@@ -1,0 +1,1 @@
+"""Arm Ethos-N78 backend: capability checker, legalizing passes, partition and report."""

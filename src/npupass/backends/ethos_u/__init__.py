@@ -1,0 +1,1 @@
+"""Arm Ethos-U backend: capability table, partition, Vela compile and report."""

@@ -1,0 +1,1 @@
+"""XNNPACK backend: sparse TFLite and sparse-path qualification report."""
