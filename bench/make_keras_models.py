@@ -6,6 +6,7 @@ Models (``weights=None``: seeded random weights, nothing is downloaded; 224x224x
 * ``mobilenet_v2``       - keras.applications.MobileNetV2, alpha 1.0
 * ``mobilenet_v3_small`` - keras.applications.MobileNetV3Small, alpha 1.0, include_preprocessing=False
 * ``resnet50``           - keras.applications.ResNet50
+* ``preact_resnet``      - a pre-activation ResNet whose batch norms survive conversion as MUL + ADD
 
 each written as ``<name>_float.tflite`` and ``<name>_int8.tflite`` (full-integer int8 with int8 input and
 output, per-channel weights, calibrated on a few seeded random samples). Existing files are kept unless
@@ -66,7 +67,37 @@ def _resnet50(inputs: keras.KerasTensor) -> keras.Model:
     return keras.applications.ResNet50(input_tensor=inputs, weights=None, classes=NUM_CLASSES)
 
 
+def _preact_resnet(inputs: keras.KerasTensor) -> keras.Model:
+    """Pre-activation ResNet: stem conv, 3 x [BN-ReLU-Conv-BN-ReLU-Conv + identity] at 112x112x32, BN-ReLU, head.
+
+    The batch norms after the stem and after each Add have no conv of their own to fold into (the conv
+    output also feeds the skip), so the converter leaves them as per-channel MUL + ADD.
+    """
+    import keras
+    import numpy as np
+
+    layers = keras.layers
+
+    def bn_relu(x: keras.KerasTensor) -> keras.KerasTensor:
+        return layers.ReLU()(layers.BatchNormalization()(x))
+
+    x = layers.Conv2D(32, 3, strides=2, padding="same")(inputs)
+    for _ in range(3):
+        y = layers.Conv2D(32, 3, padding="same")(bn_relu(x))
+        x = layers.Add()([x, layers.Conv2D(32, 3, padding="same")(bn_relu(y))])
+    x = layers.GlobalAveragePooling2D()(bn_relu(x))
+    model = keras.Model(inputs, layers.Dense(NUM_CLASSES)(x), name="preact_resnet")
+    rng = np.random.default_rng(SEED)
+    for layer in model.layers:  # seeded batch-norm statistics, some negative scales (as after training)
+        if isinstance(layer, layers.BatchNormalization):
+            (c,) = layer.gamma.shape
+            gamma = rng.uniform(0.5, 1.5, c) * np.where(rng.random(c) < 0.25, -1.0, 1.0)
+            layer.set_weights([gamma, rng.normal(0, 0.2, c), rng.normal(0, 0.5, c), rng.uniform(0.5, 2.0, c)])
+    return model
+
+
 MODELS: dict[str, Callable[[keras.KerasTensor], keras.Model]] = {
+    "preact_resnet": _preact_resnet,
     "mobilenet_v2": _mobilenet_v2,
     "mobilenet_v3_small": _mobilenet_v3_small,
     "resnet50": _resnet50,

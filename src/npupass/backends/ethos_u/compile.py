@@ -1,0 +1,279 @@
+"""`npupass compile MODEL --target ethos-u55-128`: passes, partition, Vela, and a report of what runs where."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from npupass.backends.ethos_u.capabilities import npu_reasons
+from npupass.backends.ethos_u.vela import VelaConfig, VelaResult, compile_vela, inference_seconds, vela_setup
+from npupass.backends.targets import Target
+from npupass.errors import NpupassError
+from npupass.ir.graph import Graph, Model, Op
+from npupass.passes import PassManager, PipelineResult
+from npupass.passes.manager import PROPERTIES, label, parse_pipeline
+from npupass.passes.partition import CPU, NPU, Partition, partition
+
+BASE_PIPELINE = ["fold-batch-norm", "fuse-activations"]
+TOP_LAYERS = 10
+
+
+class FloatModelError(NpupassError):
+    """A float model without quantization: Vela would leave every op on the CPU."""
+
+
+def default_pipeline(model: Model) -> list[str]:
+    """fold-fake-quant when the model carries fake quantization, then batch-norm folding and fusion."""
+    has_fake_quant = PROPERTIES["no-fake-quant"](model) is not None
+    return (["fold-fake-quant"] if has_fake_quant else []) + BASE_PIPELINE
+
+
+def refuse_float(model: Model) -> None:
+    """Raise FloatModelError when the main graph computes in float and has nothing to quantize it with."""
+    graph = model.main
+    if PROPERTIES["no-fake-quant"](model) is not None:
+        return
+    quantized = any(t.quant is not None and t.quant.is_affine and not t.dtype.is_float for t in graph.tensors)
+    if quantized:
+        return
+    n = sum(1 for _ in graph.iter_ops())
+    raise FloatModelError(
+        f"the model is float with no quantization information, so Vela would leave all {n} ops on the CPU "
+        "(the Ethos-U NPU computes in int8/int16 and Vela does not quantize); export it with quantization-aware "
+        "training (FAKE_QUANT or QUANTIZE/DEQUANTIZE pairs) or convert it to full int8 with a representative "
+        "dataset, and compile that"
+    )
+
+
+@dataclass
+class EthosUCompile:
+    """Everything one compile produced: the rewritten model, our placement, Vela's result."""
+
+    target: Target
+    config: VelaConfig
+    model: Model
+    pipeline: PipelineResult
+    partition: Partition
+    vela: VelaResult
+    npupass_seconds: float
+    disagreements: list[dict[str, Any]] = field(default_factory=list)
+
+
+def placement_disagreements(graph: Graph, predicted: Partition, vela: VelaResult) -> list[dict[str, Any]]:
+    """Ops where our predicted device differs from Vela's (ops are indexed in execution = file order)."""
+    out = []
+    for index, op in enumerate(graph.ops):
+        vela_device = CPU if index in vela.cpu_ops else NPU
+        ours = predicted.placement[op].device
+        if ours != vela_device:
+            out.append({"index": index, "op": label(graph, op), "predicted": ours, "vela": vela_device})
+    return out
+
+
+def compile_ethos_u(
+    model: Model,
+    target: Target,
+    config: VelaConfig,
+    passes: str | None = None,
+    tick: Any = None,
+    isolate: bool = True,
+) -> EthosUCompile:
+    """Run the pipeline, partition for `target`, serialize and compile with Vela (model is rewritten in place)."""
+    from npupass.backends.tflite import serialize_tflite
+
+    start = time.perf_counter()
+    vela_setup(config)  # a bad --system-config or --config fails before any work
+    names = parse_pipeline(passes) if passes else default_pipeline(model)
+    if not passes:
+        refuse_float(model)
+    options = {"fold-fake-quant": {"io": "int8"}} if "fold-fake-quant" in names else {}
+    pipeline = PassManager(names, options=options).run(model)
+    graph = model.main
+    predicted = partition(graph, lambda g, op: npu_reasons(g, op, target.core))
+    tflite = serialize_tflite(model)
+    npupass_seconds = time.perf_counter() - start
+    vela = compile_vela(tflite, config, tick=tick, isolate=isolate)
+    result = EthosUCompile(target, config, model, pipeline, predicted, vela, npupass_seconds)
+    result.disagreements = placement_disagreements(graph, predicted, vela)
+    return result
+
+
+def _cpu_ops(result: EthosUCompile) -> list[dict[str, Any]]:
+    graph = result.model.main
+    rows = []
+    vela_reasons = result.vela.messages
+    for index, op in enumerate(graph.ops):
+        if index not in result.vela.cpu_ops:
+            continue
+        reasons = result.partition.placement[op].reasons
+        if not reasons:  # Vela placed it on the CPU against our prediction: give Vela's words
+            out = graph.outputs_of(op)
+            reasons = [m for m in vela_reasons if out and f"'{out[0].name}'" in m] or ["Vela placed it on the CPU"]
+        rows.append({"index": index, "op": op.type, "name": _name(graph, op), "reasons": reasons})
+    return rows
+
+
+def _name(graph: Graph, op: Op) -> str:
+    if op.name:
+        return op.name
+    outs = graph.outputs_of(op)
+    return outs[0].name if outs else ""
+
+
+def report_json(result: EthosUCompile, source: Path, output: Path) -> dict[str, Any]:
+    graph = result.model.main
+    ops = graph.ops
+    vela = result.vela
+    setup = vela_setup(result.config)
+    seconds = inference_seconds(vela, result.config)
+    op_names = [_name(graph, op) for op in ops]
+    layers = sorted(vela.layers, key=lambda layer: -layer.cycles)[:TOP_LAYERS]
+    return {
+        "input": str(source),
+        "output": str(output),
+        "target": result.target.name,
+        "vela": {
+            "accelerator": result.config.accelerator,
+            "system_config": setup.system_config,
+            "memory_mode": setup.memory_mode,
+            "optimise": result.config.optimise,
+            "core_clock_hz": setup.core_clock,
+            "messages": vela.messages,
+        },
+        "ops": {
+            "total": len(ops),
+            "npu": len(ops) - len(vela.cpu_ops),
+            "cpu": len(vela.cpu_ops),
+            "cpu_ops": _cpu_ops(result),
+            "npu_partitions": vela.npu_partitions,
+            "predicted_npu_regions": len(result.partition.regions),
+            "placement_disagreements": result.disagreements,
+        },
+        "performance": {
+            "npu_cycles": vela.npu_cycles,
+            "total_cycles": vela.total_cycles,
+            "macs": vela.macs,
+            "inference_seconds": seconds,
+            "inferences_per_second": 1.0 / seconds if seconds else None,
+        },
+        "memory": {
+            "peak_bytes": vela.memories,
+            "original_weight_bytes": vela.original_weights,
+            "encoded_weight_bytes": vela.encoded_weights,
+        },
+        "passes": result.pipeline.to_json(),
+        "top_layers": [
+            {
+                "op": layer.operator,
+                "name": op_names[layer.source_index] if 0 <= layer.source_index < len(op_names) else layer.name,
+                "cycles": layer.cycles,
+                "share": layer.cycles / vela.npu_cycles if vela.npu_cycles else 0.0,
+            }
+            for layer in layers
+        ],
+        "seconds": {"npupass": round(result.npupass_seconds, 4), "vela": round(vela.seconds, 4)},
+    }
+
+
+def render(report: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    ops, perf, mem = report["ops"], report["performance"], report["memory"]
+    v = report["vela"]
+    console.print(
+        f"[bold]{report['target']}[/bold] ({v['system_config']}, {v['memory_mode']}, "
+        f"{v['core_clock_hz'] / 1e6:.0f} MHz, optimise {v['optimise']})"
+    )
+    console.print(
+        f"TFLite ops: {ops['total']}, on the NPU {ops['npu']}, on the CPU {ops['cpu']}; "
+        f"NPU partitions: {ops['npu_partitions']}"
+    )
+    if ops["cpu_ops"]:
+        table = Table(title="Ops left on the CPU", title_justify="left")
+        for col in ("#", "op", "name", "why"):
+            table.add_column(col)
+        for row in ops["cpu_ops"]:
+            table.add_row(str(row["index"]), row["op"], row["name"], "; ".join(row["reasons"]))
+        console.print(table)
+    for d in ops["placement_disagreements"]:
+        console.print(
+            f"[yellow]note: npupass predicted {d['predicted']} for {d['op']}, Vela chose {d['vela']}[/yellow]"
+        )
+    console.print(
+        f"Estimated: {perf['total_cycles']:,} cycles ({perf['npu_cycles']:,} on the NPU), "
+        f"{perf['inference_seconds'] * 1e3:.3f} ms per inference"
+        + (f" ({perf['inferences_per_second']:.1f}/s)" if perf["inferences_per_second"] else "")
+        + "; CPU time is not estimated"
+        if ops["cpu"]
+        else f"Estimated: {perf['total_cycles']:,} cycles, {perf['inference_seconds'] * 1e3:.3f} ms per inference"
+        + (f" ({perf['inferences_per_second']:.1f}/s)" if perf["inferences_per_second"] else "")
+    )
+    memories = ", ".join(f"{name} {size:,} B" for name, size in mem["peak_bytes"].items())
+    console.print(f"Memory peak: {memories}")
+    original, encoded = mem["original_weight_bytes"], mem["encoded_weight_bytes"]
+    ratio = f" ({encoded / original:.1%})" if original else ""
+    console.print(f"Weights: {original:,} B original, {encoded:,} B encoded{ratio}")
+    passes = [p for p in report["passes"]["passes"] if p["rewrites"]]
+    if passes:
+        done = "; ".join(f"{p['name']}: " + ", ".join(f"{r} {n}" for r, n in p["rewrites"].items()) for p in passes)
+        console.print(f"Passes: {done}")
+    else:
+        console.print(f"Passes: {', '.join(p['name'] for p in report['passes']['passes'])} (nothing to rewrite)")
+    if report["top_layers"]:
+        table = Table(title=f"Top {len(report['top_layers'])} layers by NPU cycles", title_justify="left")
+        for col in ("op", "name", "cycles", "share"):
+            table.add_column(col)
+        for layer in report["top_layers"]:
+            table.add_row(layer["op"], layer["name"][:70], f"{layer['cycles']:,}", f"{layer['share']:.1%}")
+        console.print(table)
+    took = report["seconds"]
+    console.print(f"wrote {report['output']} (npupass {took['npupass']:.2f} s, Vela {took['vela']:.2f} s)")
+
+
+def run(args: argparse.Namespace, target: Target) -> int:
+    """The CLI: load, compile, write `<stem>_vela.tflite` and report.json into the output directory."""
+    from rich.console import Console
+
+    from npupass.fileio import atomic_write
+    from npupass.frontends import load_model
+
+    source = Path(args.model)
+    outdir = Path(args.output_dir)
+    if outdir.exists() and not outdir.is_dir():
+        raise NpupassError(f"{outdir}: exists and is not a directory")
+    config = VelaConfig(
+        accelerator=target.name,
+        config_files=(args.config,) if args.config else (),
+        system_config=args.system_config,
+        memory_mode=args.memory_mode,
+        optimise=args.optimise,
+    )
+    if args.config and not Path(args.config).is_file():
+        raise NpupassError(f"{args.config}: no such Vela configuration file")
+    model = load_model(source)
+    status = Console(stderr=True)
+    if status.is_terminal and not args.json:
+        with status.status(f"compiling for {target.name}") as spinner:
+
+            def tick(elapsed: float) -> None:
+                spinner.update(f"Vela is compiling for {target.name}: {elapsed:.1f} s")
+
+            result = compile_ethos_u(model, target, config, passes=args.passes, tick=tick)
+    else:
+        result = compile_ethos_u(model, target, config, passes=args.passes)
+    output = outdir / f"{source.stem}_vela.tflite"
+    report = report_json(result, source, output)
+    outdir.mkdir(parents=True, exist_ok=True)
+    atomic_write(output, [result.vela.model])
+    atomic_write(outdir / "report.json", [json.dumps(report, indent=2).encode() + b"\n"])
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        from npupass.cli import _console
+
+        render(report, _console())
+    return 0
