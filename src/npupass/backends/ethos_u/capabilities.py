@@ -352,7 +352,7 @@ def _strides(v: OpView) -> tuple[int, int]:
 
 @constraint(
     "stride-above-3",
-    "strides above 3 need VALID padding and no dilation",
+    "strides above 3 need no padding and no dilation",
     "Stride>3 is only supported IF (dilation = 1 AND padding = VALID)",
 )
 def _stride_above_3(v: OpView) -> str | None:
@@ -360,9 +360,29 @@ def _stride_above_3(v: OpView) -> str | None:
     if max(sw, sh) <= 3:
         return None
     dilated = v.option("dilation_w_factor", 1) != 1 or v.option("dilation_h_factor", 1) != 1
-    if v.option("padding") != "VALID" or dilated:
-        return f"stride {sw}x{sh} with {v.option('padding')} padding{' and dilation' if dilated else ''}"
+    if dilated:
+        return f"stride {sw}x{sh} with dilation"
+    if v.option("padding") == "SAME" and _same_padding(v) != (0, 0):  # SAME that pads nothing is VALID
+        return f"stride {sw}x{sh} with SAME padding of {_same_padding(v)[0]}x{_same_padding(v)[1]}"
     return None
+
+
+def _same_padding(v: OpView) -> tuple[int, int]:
+    """Total (width, height) padding SAME adds to the IFM."""
+    ifm, w = v.ifm, v.input(1)
+    if ifm is None or len(_shape(ifm)) != 4:
+        return (0, 0)
+    if v.op.type in ("CONV_2D", "DEPTHWISE_CONV_2D") and w is not None and len(_shape(w)) == 4:
+        kh, kw = _shape(w)[1], _shape(w)[2]
+    else:
+        kw, kh = _kernel(v)
+    sw, sh = _strides(v)
+    _, ih, iw, _ = _shape(ifm)
+
+    def total(size: int, k: int, s: int) -> int:
+        return max((-(-size // s) - 1) * s + k - size, 0)
+
+    return total(iw, kw, sw), total(ih, kh, sh)
 
 
 @constraint("stride-1-to-3", "strides must be 1, 2 or 3", "Kernel stride must be in the range (1,3).")
