@@ -101,6 +101,7 @@ def _tensor_problems(graph: Graph, t: Tensor, is_graph_input: bool) -> list[str]
         and not t.is_variable
         and t.dtype not in _STATEFUL_DTYPES
         and graph.nx._succ[t]
+        and not all(op.type == "CUSTOM" for op in graph.nx._succ[t])  # scratch memory, as in Vela's output
     ):
         reader = graph.consumers(t)[0][0]
         found.append(

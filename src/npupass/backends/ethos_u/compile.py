@@ -27,9 +27,13 @@ class FloatModelError(NpupassError):
 
 
 def default_pipeline(model: Model) -> list[str]:
-    """fold-fake-quant when the model carries fake quantization, then batch-norm folding and fusion."""
+    """Batch-norm folding and fusion, then fold-fake-quant when the model carries fake quantization.
+
+    fold-fake-quant runs last because it needs IR-only ops (an ONNX BATCH_NORM) lowered first; the
+    PassManager reruns the others after it until nothing changes.
+    """
     has_fake_quant = PROPERTIES["no-fake-quant"](model) is not None
-    return (["fold-fake-quant"] if has_fake_quant else []) + BASE_PIPELINE
+    return BASE_PIPELINE + (["fold-fake-quant"] if has_fake_quant else [])
 
 
 def refuse_float(model: Model) -> None:
@@ -131,7 +135,10 @@ def report_json(result: EthosUCompile, source: Path, output: Path) -> dict[str, 
     setup = vela_setup(result.config)
     seconds = inference_seconds(vela, result.config)
     op_names = [_name(graph, op) for op in ops]
-    layers = sorted(vela.layers, key=lambda layer: -layer.cycles)[:TOP_LAYERS]
+    cycles_per_op: dict[int, int] = {}
+    for layer in vela.layers:  # Vela's internal ops, summed per TFLite op they came from
+        cycles_per_op[layer.source_index] = cycles_per_op.get(layer.source_index, 0) + layer.cycles
+    busiest = sorted((i for i in cycles_per_op if cycles_per_op[i] > 0), key=lambda i: -cycles_per_op[i])
     return {
         "input": str(source),
         "output": str(output),
@@ -168,12 +175,13 @@ def report_json(result: EthosUCompile, source: Path, output: Path) -> dict[str, 
         "passes": result.pipeline.to_json(),
         "top_layers": [
             {
-                "op": layer.operator,
-                "name": op_names[layer.source_index] if 0 <= layer.source_index < len(op_names) else layer.name,
-                "cycles": layer.cycles,
-                "share": layer.cycles / vela.npu_cycles if vela.npu_cycles else 0.0,
+                "index": i,
+                "op": ops[i].type if 0 <= i < len(ops) else "?",
+                "name": op_names[i] if 0 <= i < len(ops) else "",
+                "cycles": cycles_per_op[i],
+                "share": cycles_per_op[i] / vela.total_cycles if vela.total_cycles else 0.0,
             }
-            for layer in layers
+            for i in busiest[:TOP_LAYERS]
         ],
         "seconds": {"npupass": round(result.npupass_seconds, 4), "vela": round(vela.seconds, 4)},
     }
@@ -224,11 +232,18 @@ def render(report: dict[str, Any], console: Any) -> None:
     else:
         console.print(f"Passes: {', '.join(p['name'] for p in report['passes']['passes'])} (nothing to rewrite)")
     if report["top_layers"]:
-        table = Table(title=f"Top {len(report['top_layers'])} layers by NPU cycles", title_justify="left")
-        for col in ("op", "name", "cycles", "share"):
+        table = Table(title=f"Top {len(report['top_layers'])} TFLite ops by estimated cycles", title_justify="left")
+        for col in ("#", "op", "name", "cycles", "share"):
             table.add_column(col)
         for layer in report["top_layers"]:
-            table.add_row(layer["op"], layer["name"][:70], f"{layer['cycles']:,}", f"{layer['share']:.1%}")
+            row = (
+                str(layer["index"]),
+                layer["op"],
+                layer["name"][:70],
+                f"{layer['cycles']:,}",
+                f"{layer['share']:.1%}",
+            )
+            table.add_row(*row)
         console.print(table)
     took = report["seconds"]
     console.print(f"wrote {report['output']} (npupass {took['npupass']:.2f} s, Vela {took['vela']:.2f} s)")

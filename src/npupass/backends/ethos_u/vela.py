@@ -105,7 +105,7 @@ def vela_setup(config: VelaConfig) -> VelaSetup:
                 arena_cache_size=None,
             )
     except (VelasOwnError, OSError) as exc:
-        raise VelaError(str(exc).removeprefix("Error: ").strip().replace("CLI option ", "")) from None
+        raise VelaError(str(exc).strip("'\" ").removeprefix("Error: ").replace("CLI option ", "")) from None
     text = f"[architecture]\nmacs={arch.num_macs_per_cycle}\ncores={arch.ncores}\n"
     text += f"[vela]\nsystem_config_name={arch.system_config}\nmemory_mode_name={arch.memory_mode}\n"
     for config_file in arch.vela_config_files:

@@ -86,7 +86,7 @@ def _serialize_chunks(model: Model, buffers: str) -> list[bytes | bytearray | me
     if buffers == "inline":
         if total > _INLINE_LIMIT:
             raise WriteError(f"{total} bytes of constants do not fit inside a flatbuffer; use external buffers")
-        fb_model = plan.flatbuffer([_Buffer(d) for d in plan.data])
+        fb_model = plan.flatbuffer([_Buffer(d if len(d) else None) for d in plan.data])  # empty: no data vector
         return [_pack(fb_model, total + tables)]
     # Constants go after the flatbuffer; metadata stays inside it, where readers of metadata look (as TF does).
     metadata = plan.metadata_buffers
