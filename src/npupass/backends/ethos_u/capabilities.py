@@ -273,6 +273,8 @@ def _weight_sum(v: OpView, limit16: int) -> str | None:
     limit = limit16 if ifm.dtype == DType.INT16 else 8323072
     zp = w.quant.zero_point if w.quant.zero_point.size else np.zeros(1, np.int64)
     axis = 3 if v.op.type == "DEPTHWISE_CONV_2D" else 0
+    if w.data.size // max(w.data.shape[axis], 1) * 255 <= limit:  # no 8-bit channel this small can exceed it
+        return None
     data = w.data.astype(np.int64)
     if zp.size > 1:
         zp = zp.reshape([-1 if i == axis else 1 for i in range(data.ndim)])
