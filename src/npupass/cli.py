@@ -166,14 +166,17 @@ def cmd_convert(args: argparse.Namespace) -> int:
         # ONNX batch norms are IR-only ops until folded; a QDQ model is folded into real int8
         quantized = any(op.type in ("QUANTIZE", "DEQUANTIZE") for op in model.main.iter_ops())
         args.passes = ONNX_DEFAULT_PIPELINE + (",fold-fake-quant" if quantized else "")
-    if (args.explain or args.io) and not args.passes:
-        raise NpupassError(f"{'--explain' if args.explain else '--io'} needs --passes")
+    if (args.explain or args.io or args.preservation) and not args.passes:
+        flag = "--explain" if args.explain else "--io" if args.io else "--preservation"
+        raise NpupassError(f"{flag} needs --passes")
     result: dict[str, Any] = {"input": str(src), "output": str(out)}
     pipeline = None
     checks: list[Any] = []
     if args.passes:
         pipeline, checks, failure = _run_pipeline(model, args)
         result["pipeline"] = pipeline.to_json() if pipeline is not None else None
+        if args.preservation:
+            result["preservation"] = args.preservation_report.to_json()
         if failure is not None:
             result["verify"] = {"passes": [c.to_json() for c in checks], "failed_pass": failure.pass_name}
             if args.json:
@@ -216,6 +219,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
     console = _console()
     if pipeline is not None:
         _render_pipeline(console, pipeline, explain=args.explain, provenance=result.get("provenance", []))
+    if args.preservation:
+        from npupass.passes.preservation import render
+
+        render(console, args.preservation_report)
     if checks:
         _render_pass_checks(console, checks)
     console.print(f"wrote {out} ({result['output_bytes']:,} bytes, {result['ops']} ops) in {seconds:.2f} s")
@@ -241,9 +248,14 @@ def _run_pipeline(model: Any, args: argparse.Namespace) -> tuple[Any, list[Any],
         from npupass.verify.passes import PassVerifier
 
         verifier = PassVerifier(samples=args.samples, seed=args.seed)
+    observer: Any = verifier
+    if args.preservation:  # snapshots the weights after each pass, then runs the verifier if any
+        from npupass.passes.preservation import PreservationReport
+
+        observer = args.preservation_report = PreservationReport(inner=verifier)
     with _progress_label("running passes") as progress:
         try:
-            result = manager.run(model, verify=verifier or False, progress=progress)
+            result = manager.run(model, verify=observer or False, progress=progress)
         except PassVerificationError as failure:
             return None, verifier.checks if verifier else [], failure
     return result, verifier.checks if verifier else [], None
@@ -560,6 +572,11 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--samples", type=_positive, default=3, help="seeded inputs for --verify (default 3)")
     convert.add_argument("--seed", type=int, default=0, help="first seed for --verify (default 0)")
     convert.add_argument("--json", action="store_true", help="print the result as JSON")
+    convert.add_argument(
+        "--preservation",
+        action="store_true",
+        help="with --passes: per weight, zeros and distinct values before and after each pass",
+    )
     convert.set_defaults(func=cmd_convert)
 
     comp = sub.add_parser(
@@ -583,10 +600,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     xnn_group = comp.add_argument_group("XNNPACK options")
     xnn_group.add_argument("--fp16", action="store_true", help="store sparse weights as FLOAT16")
-    ethosn_group = comp.add_argument_group("Ethos-N options")
-    ethosn_group.add_argument(
-        "--ethosn-support-lib", metavar="LIB", help="cross-check against a libEthosNSupport you built"
-    )
     comp.set_defaults(func=cmd_compile)
 
     passes = sub.add_parser("passes", help="list the passes with one-line descriptions")

@@ -313,7 +313,7 @@ def bias_scale(p: OpParams) -> str | None:
     if b is None or b.quant is None or w is None or w.quant is None or p.x.quant is None:
         return None
     expected = np.float32(_scale(p.x)) * w.quant.scale.astype(np.float32)
-    have = np.broadcast_to(b.quant.scale.astype(np.float32), expected.shape)
+    have, expected = np.broadcast_arrays(b.quant.scale.astype(np.float32), expected)
     worst = float(np.max(np.abs(have - expected) / np.abs(expected)))
     return f"they differ by {worst:.2%}" if worst > 0.01 else None
 
@@ -490,7 +490,8 @@ def concat_axis(p: OpParams) -> str | None:
 def split_axis(p: OpParams) -> str | None:
     """Split along the batch axis is not supported."""
     axis_t = p.input(0 if p.type == "SPLIT" else 2)
-    if axis_t is not None and axis_t.data is not None and int(np.asarray(axis_t.data).reshape(-1)[0]) % 4 == 0:
+    rank = len(p.y.shape or ()) or 4
+    if axis_t is not None and axis_t.data is not None and int(np.asarray(axis_t.data).reshape(-1)[0]) % rank == 0:
         return "axis 0"
     return None
 
@@ -590,7 +591,8 @@ def _mean_axes(p: OpParams) -> set[int] | None:
     axes = p.input(1)
     if axes is None or axes.data is None:
         return None
-    return {int(a) % 4 for a in np.asarray(axes.data).reshape(-1)}
+    rank = len(p.x.shape or ()) or 4
+    return {int(a) % rank for a in np.asarray(axes.data).reshape(-1)}
 
 
 @constraint(U, {"MEAN"}, source="armnn")

@@ -19,10 +19,14 @@ from npupass.fileio import atomic_write
 from npupass.frontends import load_model
 from npupass.ir.graph import Model
 from npupass.ir.types import DType
-from npupass.passes import PassManager
+from npupass.passes import PassManager, PipelineResult
+from npupass.passes.manager import PROPERTIES, parse_pipeline
 from npupass.passes.partition import partition
 
-DEFAULT_PIPELINE = "legalize-ethos-n"
+DEFAULT_PIPELINE = ["legalize-ethos-n"]
+# A quantization-aware export (FAKE_QUANT or QUANTIZE -> DEQUANTIZE pairs, ONNX QDQ) becomes int8 first.
+FOLD_PIPELINE = ["fold-batch-norm", "fuse-activations", "fold-fake-quant"]
+FOLD_OPTIONS = {"fold-fake-quant": {"io": "int8"}}
 SAMPLES = 3  # seeded inputs for the bit-exactness check
 
 
@@ -31,27 +35,48 @@ class FloatModelError(NpupassError):
 
 
 class NotBitExactError(NpupassError):
-    """The rewritten model's outputs differ from the input model's in LiteRT."""
+    """The rewritten model's outputs differ in LiteRT from the int8 model legalization started from."""
+
+
+def default_pipeline(model: Model) -> list[str]:
+    """legalize-ethos-n, after FOLD_PIPELINE when the model carries fake quantization."""
+    has_fake_quant = PROPERTIES["no-fake-quant"](model) is not None
+    return (FOLD_PIPELINE if has_fake_quant else []) + DEFAULT_PIPELINE
+
+
+def split_pipeline(names: list[str]) -> tuple[list[str], list[str]]:
+    """(folding, legalization): everything up to the last fold-fake-quant makes the int8 model; the
+    rest must keep its integers, so only that part is checked for bit-exactness."""
+    if "fold-fake-quant" not in names:
+        return [], names
+    cut = len(names) - names[::-1].index("fold-fake-quant")
+    return names[:cut], names[cut:]
+
+
+def _run(names: list[str], model: Model) -> PipelineResult:
+    options = {k: v for k, v in FOLD_OPTIONS.items() if k in names}
+    return PassManager(names, options=options).run(model)
 
 
 def _refuse_float(model: Model, path: Path) -> None:
+    """Raise FloatModelError unless the model (after any folding) computes in int8/uint8. Fake quantization
+    left in place counts as float: the ops between the QUANTIZE/DEQUANTIZE pairs compute in float."""
+    prefix = f"{path} is a float model; Ethos-N runs int8/uint8 only"
+    if PROPERTIES["no-fake-quant"](model) is not None:
+        raise FloatModelError(
+            f"{prefix}: its fake quantization is not folded: leave out --passes, or put fold-fake-quant in it"
+        )
     graph = model.main
     quantized = any(
         t.dtype in (DType.INT8, DType.UINT8) and t.quant is not None and t.quant.is_affine
         for t in graph.tensors
         if not t.is_constant
     )
-    if quantized:
-        return
-    fake_quant = any(op.type in ("FAKE_QUANT", "QUANTIZE", "DEQUANTIZE") for op in graph.iter_ops())
-    how = (
-        f"fold its fake quantization first: npupass convert {path} -o model_int8.tflite "
-        "--passes fold-fake-quant --io int8"
-        if fake_quant
-        else "convert it to full int8 first (TFLite converter with a representative dataset, "
-        "or quantization-aware training)"
-    )
-    raise FloatModelError(f"{path} is a float model; Ethos-N runs int8/uint8 only: {how}")
+    if not quantized:
+        raise FloatModelError(
+            f"{prefix}: convert it to full int8 first (TFLite converter with a representative dataset, "
+            "or quantization-aware training)"
+        )
 
 
 def _bit_exact(before: bytes, after: bytes) -> dict[str, Any]:
@@ -66,23 +91,30 @@ def _bit_exact(before: bytes, after: bytes) -> dict[str, Any]:
 def run(args: argparse.Namespace, target: Target) -> int:
     """Compile for Ethos-N; returns the exit code."""
     start = time.perf_counter()
-    if args.ethosn_support_lib:  # issue item 4 (optional): not built yet; say so rather than ignore it
-        raise NpupassError("--ethosn-support-lib: the cross-check against libEthosNSupport is not implemented yet")
     src = Path(args.model)
     variant = VARIANTS[target.variant]
     out_dir = Path(args.output_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise NpupassError(f"output directory {out_dir} is a file")
     model = load_model(src)
+    fold_names, legalize_names = split_pipeline(parse_pipeline(args.passes) if args.passes else default_pipeline(model))
+    folded = _run(fold_names, model) if fold_names else None
     _refuse_float(model, src)
     graph = model.main
-    before_bytes = serialize_tflite(model) if model.source_format == "tflite" else None
+    # "before" is the int8 model legalization starts from: the input, or the input with its fake quant folded
+    before_bytes = serialize_tflite(model) if model.source_format == "tflite" or folded is not None else None
     before = report.coverage(graph, variant)
-    pipeline = PassManager(args.passes or DEFAULT_PIPELINE).run(model)
+    legalized = _run(legalize_names, model) if legalize_names else PipelineResult([])
+    pipeline = PipelineResult(
+        (folded.passes if folded else []) + legalized.passes, (folded.seconds if folded else 0.0) + legalized.seconds
+    )
     after_bytes = serialize_tflite(model)
-    exactness = _bit_exact(before_bytes, after_bytes) if before_bytes is not None and pipeline.changed else None
+    exactness = _bit_exact(before_bytes, after_bytes) if before_bytes is not None and legalized.changed else None
+    if exactness is not None:
+        exactness["baseline"] = "after fold-fake-quant" if folded is not None else "input"
     if exactness is not None and not exactness["bit_exact"]:
-        raise NotBitExactError(f"the rewritten model's outputs differ from {src}'s in LiteRT; nothing written")
+        baseline = f"{src}'s" if folded is None else f"those of {src} with its fake quantization folded"
+        raise NotBitExactError(f"the rewritten model's outputs differ from {baseline} in LiteRT; nothing written")
     part = partition(graph, predicate(variant))
     out_model = out_dir / f"{src.stem}_ethos-n78.tflite"
     out_report = out_dir / "report.json"
