@@ -27,6 +27,15 @@ def test_table_checks_exactly_the_rules_vela_lists_per_op(core: str) -> None:
         assert sorted(c.vela for c in constraints) == sorted(vela[op]), op
 
 
+def test_every_op_in_the_tables_is_a_tflite_builtin() -> None:
+    from npupass.backends.ethos_u.capabilities import VELA_OP_NAMES
+    from npupass.ir.ops import BUILTIN_CODES
+
+    tflite_name = {vela: ours for ours, vela in VELA_OP_NAMES.items()}
+    for table in TABLES.values():
+        assert all(tflite_name.get(op, op) in BUILTIN_CODES for op in table)
+
+
 def test_every_constraint_is_in_a_table() -> None:
     used = {c.name for table in TABLES.values() for cs in table.values() for c in cs}
     assert used == set(CONSTRAINTS)
@@ -34,7 +43,13 @@ def test_every_constraint_is_in_a_table() -> None:
 
 
 # --- single-op graphs ----------------------------------------------------------------------------------------
-OPTIONS_TYPES = {"CONV_2D": "Conv2DOptions", "AVERAGE_POOL_2D": "Pool2DOptions", "MAX_POOL_2D": "Pool2DOptions"}
+OPTIONS_TYPES = {
+    "CONV_2D": "Conv2DOptions",
+    "AVERAGE_POOL_2D": "Pool2DOptions",
+    "MAX_POOL_2D": "Pool2DOptions",
+    "ARG_MAX": "ArgMaxOptions",
+    "SOFTMAX": "SoftmaxOptions",
+}
 
 
 def q(scale: float | list[float] = 0.1, zp: int | list[int] = 0, axis: int = 0) -> Quantization:
@@ -189,7 +204,11 @@ CASES: dict[str, tuple[Callable[[], OpView], Callable[[], OpView], str]] = {
         lambda: conv(const(np.full((2, 1, 1, 65537), 127), DType.INT8, q())),
         "a channel's absolute weight sum is 8323199, above 8323072",
     ),
-    "bias-channel-axis": (lambda: conv(), lambda: conv(bias=const(np.zeros((1, 4)))), "bias 'const' has shape [1, 4]"),
+    "bias-channel-axis": (
+        lambda: conv(bias=const(np.zeros((1, 1, 1, 4)))),
+        lambda: conv(bias=const(np.zeros((4, 1)))),
+        "bias 'const' has shape [4, 1]",
+    ),
     "bias-constant": (
         lambda: conv(),
         lambda: conv(bias=fm((4,), DType.INT32, None)),
@@ -312,9 +331,9 @@ CASES: dict[str, tuple[Callable[[], OpView], Callable[[], OpView], str]] = {
         "input is UINT8",
     ),
     "softmax-size": (
-        lambda: unary("SOFTMAX", fm((1, 255, 257, 4))),
         lambda: unary("SOFTMAX", fm((1, 256, 256, 4))),
-        "256x256 = 65536",
+        lambda: unary("SOFTMAX", fm((1, 256, 257, 4))),
+        "257x256 = 65792",
     ),
     "split-count": (
         lambda: view("SPLIT", [const([3]), fm()], [fm(), fm()], num_splits=2),
@@ -457,6 +476,25 @@ VELA_BOUNDARIES = {
         lambda: pool("AVERAGE_POOL_2D", (9, 9), "SAME"),
     ),
     "mean-depth": ("MEAN", lambda: mean((1, 1, 8, 4), [3]), lambda: mean((1, 2, 8, 4), [3])),
+    "argmax-depth": (
+        "ARG_MAX",
+        lambda: view(
+            "ARG_MAX", [fm((1, 8, 8, 127)), const([3])], [fm((1, 8, 8), DType.INT32, None)], output_type="INT32"
+        ),
+        lambda: view(
+            "ARG_MAX", [fm((1, 8, 8, 128)), const([3])], [fm((1, 8, 8), DType.INT32, None)], output_type="INT32"
+        ),
+    ),
+    "softmax-size": (
+        "SOFTMAX",
+        lambda: view("SOFTMAX", [fm((1, 256, 256, 4))], [fm((1, 256, 256, 4), quant=q(1 / 256, -128))], beta=1.0),
+        lambda: view("SOFTMAX", [fm((1, 256, 257, 4))], [fm((1, 256, 257, 4), quant=q(1 / 256, -128))], beta=1.0),
+    ),
+    "bias-channel-axis": (
+        "CONV_2D",
+        lambda: conv(bias=const(np.zeros((1, 1, 1, 4)))),
+        lambda: conv(bias=const(np.zeros((4, 1)))),
+    ),
     "feature-map-type": (
         "RELU",
         lambda: unary("RELU"),

@@ -40,7 +40,7 @@ def compile_cli(tmp_path: Path, model: str, *extra: str, capsys: Any) -> tuple[i
 
 @pytest.mark.parametrize("name", TFLITE_FIXTURES + ONNX_FIXTURES)
 def test_predicted_placement_equals_velas(name: str) -> None:
-    for target in ("ethos-u55-128", "ethos-u85-256"):
+    for target in ("ethos-u55-128", "ethos-u65-256", "ethos-u85-256"):
         result = compile_ethos_u(load_model(MODELS / name), parse_target(target), VelaConfig(target))
         assert result.disagreements == [], (target, result.disagreements)
 
@@ -121,15 +121,52 @@ def test_terminal_report(tmp_path: Path, capsys: Any) -> None:
     assert "Top 5 TFLite ops by estimated cycles" in text
 
 
-def test_float_model_is_refused_with_what_to_do(tmp_path: Path, capsys: Any) -> None:
-    code, _, err = compile_cli(tmp_path / "out", "cnn_float.tflite", capsys=capsys)
-    assert code == 2
-    assert err == (
-        "npupass: error: the model is float with no quantization information, so Vela would leave all 19 ops on "
-        "the CPU (the Ethos-U NPU computes in int8/int16 and Vela does not quantize); export it with "
-        "quantization-aware training (FAKE_QUANT or QUANTIZE/DEQUANTIZE pairs) or convert it to full int8 with a "
-        "representative dataset, and compile that\n"
-    )
+FLOAT_REFUSAL = (
+    "npupass: error: the model's activations are float with no quantization information, so Vela would run none "
+    "of its 19 ops on the NPU (the Ethos-U NPU computes in int8/int16 and Vela does not quantize); export it with "
+    "quantization-aware training (FAKE_QUANT or QUANTIZE/DEQUANTIZE pairs) or convert it to full int8 with a "
+    "representative dataset, and compile that\n"
+)
+
+
+@pytest.mark.parametrize("passes", [[], ["--passes", "fold-batch-norm"]])
+def test_float_model_is_refused_with_what_to_do(tmp_path: Path, capsys: Any, passes: list[str]) -> None:
+    code, _, err = compile_cli(tmp_path / "out", "cnn_float.tflite", *passes, capsys=capsys)
+    assert (code, err) == (2, FLOAT_REFUSAL)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_dynamic_range_model_counts_as_float() -> None:
+    from npupass.backends.ethos_u.compile import FloatModelError, refuse_float
+    from npupass.ir.types import DType, Quantization
+
+    model = load_model(MODELS / "cnn_float.tflite")
+    weights = next(t for t in model.main.tensors if t.is_constant and t.dtype == DType.FLOAT32)
+    weights.dtype, weights.quant = DType.INT8, Quantization([0.1], [0])  # int8 weights, float activations
+    with pytest.raises(FloatModelError):
+        refuse_float(model)
+
+
+def test_outputs_are_written_together_or_not_at_all(tmp_path: Path, capsys: Any) -> None:
+    (tmp_path / "report.json").mkdir()
+    code, _, err = compile_cli(tmp_path, "cnn_int8.tflite", capsys=capsys)
+    assert (code, err) == (2, f"npupass: error: {tmp_path / 'report.json'}: is a directory\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    code, _, err = compile_cli(blocker / "sub", "cnn_int8.tflite", capsys=capsys)
+    assert code == 2 and err.startswith(f"npupass: error: {blocker / 'sub'}: cannot create the directory: ")
+    assert err.count("\n") == 1
+
+
+def test_a_malformed_vela_ini_is_one_line(tmp_path: Path, capsys: Any) -> None:
+    ini = tmp_path / "bad.ini"
+    ini.write_bytes(b"\xff\xfe not an ini [")
+    code, _, err = compile_cli(
+        tmp_path / "out", "cnn_int8.tflite", "--config", str(ini), "--system-config", "X", "--memory-mode", "Y",
+        capsys=capsys,
+    )  # fmt: skip
+    assert code == 2 and err.startswith("npupass: error: Vela configuration: ") and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
 
 
@@ -148,10 +185,12 @@ def test_system_config_and_memory_mode(tmp_path: Path, capsys: Any) -> None:
     [
         (
             ["--system-config", "Nope"],
-            "npupass: error: Incorrect argument to --system-config=Nope: Section System_Config.Nope not found in "
+            "npupass: error: Vela configuration: Incorrect argument to --system-config=Nope: Section "
+            "System_Config.Nope not found in "
             "Vela config file\n",
         ),
         (["--config", "/nonexistent.ini"], "npupass: error: /nonexistent.ini: no such Vela configuration file\n"),
+        (["--config", "/tmp"], "npupass: error: /tmp: is not a file\n"),
     ],
 )
 def test_bad_vela_options_fail_in_one_line_and_write_nothing(

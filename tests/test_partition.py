@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from npupass.ir.graph import Graph, Op, Tensor
 from npupass.ir.types import DType
 from npupass.passes.partition import CPU, NPU, partition
@@ -27,11 +29,11 @@ def _graph(edges: dict[str, list[str]]) -> tuple[Graph, dict[str, Op]]:
     return g, ops
 
 
-def _cpu(*names: str):  # noqa: ANN202 - a predicate
+def _cpu(*names: str):
     return lambda graph, op: [f"{op.name} is CPU-only"] if op.name in names else []
 
 
-def _regions(graph: Graph, predicate, worth=None) -> list[list[str]]:  # noqa: ANN001
+def _regions(graph: Graph, predicate, worth=None) -> list[list[str]]:
     return [[op.name for op in region] for region in partition(graph, predicate, worth).regions]
 
 
@@ -80,3 +82,44 @@ def test_regions_not_worth_offloading_go_back_to_the_cpu_with_the_reason() -> No
             {"index": 1, "op": "RELU 'b'", "reasons": ["b is CPU-only"]},
         ],
     }
+
+
+def _contracted_is_acyclic(graph: Graph, predicate) -> bool:
+    """Regions as single nodes (CPU ops as themselves): the regions can run in some order iff this is a DAG."""
+    import networkx as nx
+
+    result = partition(graph, predicate)
+    node = {op: ("region", p.region) if p.region is not None else ("op", op.name) for op, p in result.placement.items()}
+    contracted = nx.DiGraph()
+    contracted.add_nodes_from(node.values())
+    for op in graph.iter_ops():
+        for t in graph.inputs_of(op):
+            producer = graph.producer(t) if t is not None else None
+            if producer is not None and node[producer] != node[op]:
+                contracted.add_edge(node[producer], node[op])
+    return nx.is_directed_acyclic_graph(contracted)
+
+
+def test_regions_never_wait_on_each_other_in_a_loop() -> None:
+    # region {z2, z1} is reached from r1 through cpuA and feeds x through cpuB: x may not join r1's region
+    g, _ = _graph(
+        {"r1": ["in"], "cpuA": ["r1"], "z2": ["in"], "z1": ["cpuA", "z2"], "cpuB": ["z2"], "x": ["r1", "cpuB"]}
+    )
+    assert _regions(g, _cpu("cpuA", "cpuB")) == [["r1"], ["z2", "z1"], ["x"]]
+    assert _contracted_is_acyclic(g, _cpu("cpuA", "cpuB"))
+
+
+def test_random_graphs_partition_into_regions_that_can_be_ordered() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        n = int(rng.integers(3, 26))
+        edges: dict[str, list[str]] = {}
+        for i in range(n):
+            earlier = ["in", *list(edges)]
+            k = min(len(earlier), int(rng.integers(1, 3)))
+            edges[f"o{i}"] = [str(s) for s in rng.choice(earlier, size=k, replace=False)]
+        cpu = {name for name in edges if rng.random() < 0.3}
+        g, _ = _graph(edges)
+        result = partition(g, _cpu(*cpu))
+        assert {op.name for op in result.cpu_ops} == cpu
+        assert _contracted_is_acyclic(g, _cpu(*cpu)), edges

@@ -51,3 +51,30 @@ def atomic_write(path: Path, chunks: Iterable[bytes | bytearray | memoryview]) -
         if isinstance(exc, OSError):
             raise NpupassError(f"{path}: cannot write: {exc.strerror or exc}") from None
         raise
+
+
+def atomic_write_all(files: dict[Path, bytes]) -> None:
+    """Write several files so that a failure leaves none of them new: all go to temporary files first,
+    then are renamed into place. Missing parent directories are created."""
+    for path in files:
+        if path.is_dir():
+            raise NpupassError(f"{path}: is a directory")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NpupassError(f"{path.parent}: cannot create the directory: {exc.strerror or exc}") from None
+    temporary: dict[Path, str] = {}
+    try:
+        for path, data in files.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            temporary[path] = tmp
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.chmod(tmp, 0o666 & ~_umask())
+        for path, tmp in temporary.items():
+            os.replace(tmp, path)
+    except OSError as exc:
+        raise NpupassError(f"cannot write {', '.join(map(str, files))}: {exc.strerror or exc}") from None
+    finally:
+        for tmp in temporary.values():
+            Path(tmp).unlink(missing_ok=True)

@@ -88,46 +88,59 @@ def partition(graph: Graph, predicate: Predicate, worth: Worth | None = None) ->
     reasons = {op: predicate(graph, op) for op in ops}
     regions = _Regions()
     region_of: dict[Op, int] = {}
-    # ancestors[op]: regions with an op that is a strict ancestor of `op` (by any path)
+    # ancestors[op]: regions with an op above `op`; region_above[r]: regions with an op above one of r's ops.
+    # Ids may be stale after merges: read them through regions.find.
     ancestors: dict[Op, set[int]] = {}
-    region_ancestors: dict[int, set[int]] = {}
+    region_above: dict[int, set[int]] = {}
+
+    def upstream(start: set[int]) -> set[int]:
+        """`start` and every region above them, treating each region as one unit (it runs all at once)."""
+        seen: set[int] = set()
+        stack = [regions.find(r) for r in start]
+        while stack:
+            r = stack.pop()
+            if r not in seen:
+                seen.add(r)
+                stack.extend(regions.find(a) for a in region_above[r])
+        return seen
 
     for op in ops:
         preds = {p for t in graph.inputs_of(op) if t is not None and (p := graph.producer(t)) is not None}
         above: set[int] = set()
         for p in preds:
-            above |= {regions.find(r) for r in ancestors[p]}
+            above |= ancestors[p]
             if p in region_of:
-                above.add(regions.find(region_of[p]))
-        ancestors[op] = above
+                above.add(region_of[p])
+        ancestors[op] = {regions.find(r) for r in above}
         if reasons[op]:
             continue
-        direct = {regions.find(region_of[p]) for p in preds if p in region_of}
 
-        def joinable(r: int, preds: set[Op] = preds) -> bool:
-            # joining r must not close a path that leaves r and comes back through `op`
-            return all(
-                (p in region_of and regions.find(region_of[p]) == r) or r not in {regions.find(a) for a in ancestors[p]}
-                for p in preds
-            )
-
-        def depends(a: int, b: int) -> bool:
-            return a in {regions.find(x) for x in region_ancestors[b]}
+        def reached_from_outside(r: int, preds: set[Op] = preds) -> bool:
+            # would joining r close a loop: r -> (anything outside r) -> op?
+            outside: set[int] = set()
+            for p in preds:
+                if p in region_of and regions.find(region_of[p]) == r:
+                    continue
+                outside |= ancestors[p] | ({region_of[p]} if p in region_of else set())
+            return r in upstream(outside)
 
         chosen: list[int] = []
-        for r in sorted(direct):
-            if joinable(r) and not any(depends(c, r) or depends(r, c) for c in chosen):
-                chosen.append(r)
+        for r in sorted({regions.find(region_of[p]) for p in preds if p in region_of}):
+            if reached_from_outside(r):
+                continue
+            if any(c in upstream(region_above[r]) or r in upstream(region_above[c]) for c in chosen):
+                continue  # one depends on the other: merging could close a loop through the ops between
+            chosen.append(r)
         if chosen:
             target = chosen[0]
             for other in chosen[1:]:
-                region_ancestors[target] |= region_ancestors.pop(other)
+                region_above[target] |= region_above.pop(other)
                 regions.union(target, other)
         else:
             target = regions.new()
-            region_ancestors[target] = set()
+            region_above[target] = set()
         region_of[op] = target
-        region_ancestors[target] |= {regions.find(a) for a in above} - {target}
+        region_above[target] |= {r for r in ancestors[op] if regions.find(r) != target}
 
     grouped: dict[int, list[Op]] = {}
     for op in ops:

@@ -273,6 +273,8 @@ def _weight_sum(v: OpView, limit16: int) -> str | None:
     limit = limit16 if ifm.dtype == DType.INT16 else 8323072
     zp = w.quant.zero_point if w.quant.zero_point.size else np.zeros(1, np.int64)
     axis = 3 if v.op.type == "DEPTHWISE_CONV_2D" else 0
+    if w.data.ndim <= axis or zp.size not in (1, w.data.shape[axis]):
+        return None  # malformed weights: the structural checks and Vela speak for them
     if w.data.size // max(w.data.shape[axis], 1) * 255 <= limit:  # no 8-bit channel this small can exceed it
         return None
     data = w.data.astype(np.int64)
@@ -311,7 +313,9 @@ def _bias_axis(v: OpView) -> str | None:
     b, ofm = _bias(v), v.ofm
     if b is None or ofm is None or not ofm.shape:
         return None
-    return None if _shape(b) == (ofm.shape[-1],) else f"bias '{b.name}' has shape {list(_shape(b))}"
+    shape = _shape(b)
+    ok = bool(shape) and shape[-1] == ofm.shape[-1] and all(d == 1 for d in shape[:-1])
+    return None if ok else f"bias '{b.name}' has shape {list(shape)}"
 
 
 @constraint("bias-constant", "the bias must be a constant", "Bias tensors must be constant")
@@ -429,7 +433,7 @@ def _maxpool_kernel(v: OpView) -> str | None:
 )
 def _tconv_shape(v: OpView) -> str | None:
     ifm, ofm, w = v.input(2), v.ofm, v.input(1)
-    if ifm is None or ofm is None or w is None or len(_shape(ifm)) != 4 or len(_shape(ofm)) != 4:
+    if ifm is None or ofm is None or w is None or any(len(_shape(t)) != 4 for t in (ifm, ofm, w)):
         return None
     sw, sh = _strides(v)
     kh, kw = _shape(w)[1], _shape(w)[2]
@@ -691,7 +695,7 @@ def _softmax_size(v: OpView) -> str | None:
     if ifm is None or not ifm.shape:
         return None
     _, h, w, _ = _padded4(ifm.shape)
-    return f"{w}x{h} = {w * h}" if w * h >= 65536 else None
+    return f"{w}x{h} = {w * h}" if w * h > 65536 else None  # Vela 5.2 takes exactly 65,536 too
 
 
 @constraint(
@@ -800,7 +804,7 @@ def _resize_rule(v: OpView, half_pixel_2x: bool) -> str | None:
     if shapes is None:
         return None
     (_, ih, iw, _), (_, oh, ow, _) = shapes
-    if (ih == iw == 1) or (ih, iw) == (oh, ow):
+    if 0 in (ih, iw) or (ih == iw == 1) or (ih, iw) == (oh, ow):
         return None
     align = bool(v.option("align_corners"))
 
@@ -856,6 +860,8 @@ def _u85_factor(v: OpView) -> tuple[float, float] | None:
     if shapes is None:
         return None
     (_, ih, iw, _), (_, oh, ow, _) = shapes
+    if 0 in (ih, iw):
+        return None
     align = bool(v.option("align_corners"))
     fh = (oh - 1) / (ih - 1) if align and ih > 1 else oh / ih
     fw = (ow - 1) / (iw - 1) if align and iw > 1 else ow / iw
@@ -1129,6 +1135,9 @@ _U85_OPS["MEAN"] = _U55_OPS["MEAN"]
 for _op in ("MIRROR_PAD", "PAD", "PADV2"):
     _U85_OPS[_op] = (["constant-params", "params-int"], _UNQUANTIZED)
 
+VELA_OP_NAMES = {"ARG_MAX": "ARGMAX"}
+"""TFLite builtin names that Vela's table spells differently."""
+
 TABLES: dict[str, dict[str, list[Constraint]]] = {
     "EthosU55": _U55_TABLE,
     "EthosU65": _U55_TABLE,
@@ -1139,12 +1148,13 @@ TABLES: dict[str, dict[str, list[Constraint]]] = {
 def npu_reasons(graph: Graph, op: Op, core: str) -> list[str]:
     """Why Vela leaves `op` on the CPU of an Ethos-U `core` (EthosU55/65/85); empty when the NPU takes it."""
     table = TABLES[core]
-    if op.type not in table:
+    name = VELA_OP_NAMES.get(op.type, op.type)
+    if name not in table:
         what = f"custom op '{op.custom_code}'" if op.type == "CUSTOM" else op.type
         return [f"{what} is not an operator Vela runs on {core.replace('EthosU', 'Ethos-U')}"]
     view = OpView(graph, op, CORES[core])
     reasons = []
-    for c in table[op.type]:
+    for c in table[name]:
         detail = c.check(view)
         if detail is not None:
             reasons.append(f"{c.text} ({detail})")

@@ -37,17 +37,21 @@ def default_pipeline(model: Model) -> list[str]:
 
 
 def refuse_float(model: Model) -> None:
-    """Raise FloatModelError when the main graph computes in float and has nothing to quantize it with."""
+    """Raise FloatModelError when the main graph's activations are float with nothing to quantize them with.
+
+    A dynamic-range model (int8 weights, float activations) counts as float: the NPU needs integer activations.
+    """
     graph = model.main
     if PROPERTIES["no-fake-quant"](model) is not None:
         return
-    quantized = any(t.quant is not None and t.quant.is_affine and not t.dtype.is_float for t in graph.tensors)
-    if quantized:
+    activations = [t for t in graph.tensors if not t.is_constant]
+    if any(t.quant is not None and t.quant.is_affine and not t.dtype.is_float for t in activations):
         return
     n = sum(1 for _ in graph.iter_ops())
     raise FloatModelError(
-        f"the model is float with no quantization information, so Vela would leave all {n} ops on the CPU "
-        "(the Ethos-U NPU computes in int8/int16 and Vela does not quantize); export it with quantization-aware "
+        f"the model's activations are float with no quantization information, so Vela would run none of its {n} "
+        "ops on the NPU (the Ethos-U NPU computes in int8/int16 and Vela does not quantize); export it with "
+        "quantization-aware "
         "training (FAKE_QUANT or QUANTIZE/DEQUANTIZE pairs) or convert it to full int8 with a representative "
         "dataset, and compile that"
     )
@@ -91,9 +95,8 @@ def compile_ethos_u(
 
     start = time.perf_counter()
     vela_setup(config)  # a bad --system-config or --config fails before any work
+    refuse_float(model)
     names = parse_pipeline(passes) if passes else default_pipeline(model)
-    if not passes:
-        refuse_float(model)
     options = {"fold-fake-quant": {"io": "int8"}} if "fold-fake-quant" in names else {}
     pipeline = PassManager(names, options=options).run(model)
     graph = model.main
@@ -253,7 +256,7 @@ def run(args: argparse.Namespace, target: Target) -> int:
     """The CLI: load, compile, write `<stem>_vela.tflite` and report.json into the output directory."""
     from rich.console import Console
 
-    from npupass.fileio import atomic_write
+    from npupass.fileio import atomic_write_all
     from npupass.frontends import load_model
 
     source = Path(args.model)
@@ -267,8 +270,9 @@ def run(args: argparse.Namespace, target: Target) -> int:
         memory_mode=args.memory_mode,
         optimise=args.optimise,
     )
-    if args.config and not Path(args.config).is_file():
-        raise NpupassError(f"{args.config}: no such Vela configuration file")
+    if args.config and not Path(args.config).is_file():  # Vela itself would print a traceback
+        what = "is not a file" if Path(args.config).exists() else "no such Vela configuration file"
+        raise NpupassError(f"{args.config}: {what}")
     model = load_model(source)
     status = Console(stderr=True)
     if status.is_terminal and not args.json:
@@ -282,9 +286,7 @@ def run(args: argparse.Namespace, target: Target) -> int:
         result = compile_ethos_u(model, target, config, passes=args.passes)
     output = outdir / f"{source.stem}_vela.tflite"
     report = report_json(result, source, output)
-    outdir.mkdir(parents=True, exist_ok=True)
-    atomic_write(output, [result.vela.model])
-    atomic_write(outdir / "report.json", [json.dumps(report, indent=2).encode() + b"\n"])
+    atomic_write_all({output: result.vela.model, outdir / "report.json": json.dumps(report, indent=2).encode() + b"\n"})
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -9,6 +9,7 @@ and the parent can show progress while it works.
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import functools
 import io
@@ -104,11 +105,12 @@ def vela_setup(config: VelaConfig) -> VelaSetup:
                 verbose_config=False,
                 arena_cache_size=None,
             )
-    except (VelasOwnError, OSError) as exc:
-        raise VelaError(str(exc).strip("'\" ").removeprefix("Error: ").replace("CLI option ", "")) from None
+    except (VelasOwnError, OSError, ValueError, configparser.Error) as exc:  # UnicodeDecodeError is a ValueError
+        text = " ".join(str(exc).split()).strip("'\" ").removeprefix("Error: ").replace("CLI option ", "")
+        raise VelaError(f"Vela configuration: {text}") from None
     text = f"[architecture]\nmacs={arch.num_macs_per_cycle}\ncores={arch.ncores}\n"
     text += f"[vela]\nsystem_config_name={arch.system_config}\nmemory_mode_name={arch.memory_mode}\n"
-    for config_file in arch.vela_config_files:
+    for config_file in arch.vela_config_files:  # Vela has parsed them, so they read as UTF-8
         with open(config_file, "rb") as f:
             text += f.read().decode("utf-8")
     options = vela.get_compiler_config(
@@ -184,9 +186,10 @@ def _child(tflite: bytes, setup: VelaSetup, log_path: str, conn: Any) -> None:
     try:
         conn.send(("ok", _compile_in_this_process(tflite, setup)))
     except BaseException as exc:  # Vela's errors travel back as their message
-        conn.send(("error", f"{type(exc).__name__}: {exc}".strip()))
+        conn.send(("error", " ".join(str(exc).split())))
     finally:
         conn.close()
+        os._exit(0)  # skip the parent's exit handlers and stream flushes (a copied lock could hang them)
 
 
 def _messages(log: str) -> list[str]:
@@ -215,21 +218,26 @@ def compile_vela(
         child.start()
         send.close()
         outcome: tuple[str, Any] | None = None
-        while outcome is None:
-            if receive.poll(0.1):
-                try:
-                    outcome = receive.recv()
-                except EOFError:
+        try:
+            while outcome is None:
+                if receive.poll(0.1):
+                    try:
+                        outcome = receive.recv()
+                    except EOFError:
+                        break
+                elif not child.is_alive() and not receive.poll(0):
                     break
-            elif not child.is_alive() and not receive.poll(0):
-                break
-            if tick is not None:
-                tick(time.perf_counter() - start)
-        child.join()
+                if tick is not None:
+                    tick(time.perf_counter() - start)
+        finally:  # interrupted or done: never leave the child behind
+            if outcome is None and child.is_alive():
+                child.kill()
+            child.join()
+            receive.close()
         text = Path(log.name).read_text(encoding="utf-8", errors="replace")
     if outcome is None:
         code = child.exitcode or 0
-        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code} without a result"
         last = _messages(text)[-1:] or [""]
         raise VelaError(f"Vela crashed ({how}) compiling the model{': ' + last[0] if last[0] else ''}")
     status, payload = outcome
