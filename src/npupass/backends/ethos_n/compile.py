@@ -15,7 +15,7 @@ from npupass.backends.ethos_n.capabilities import VARIANTS, predicate
 from npupass.backends.targets import Target
 from npupass.backends.tflite import serialize_tflite
 from npupass.errors import NpupassError
-from npupass.fileio import atomic_write
+from npupass.fileio import atomic_write_all
 from npupass.frontends import load_model
 from npupass.ir.graph import Model
 from npupass.ir.types import DType
@@ -135,9 +135,7 @@ def run(args: argparse.Namespace, target: Target) -> int:
         },
     )
     data["seconds"] = round(time.perf_counter() - start, 4)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(out_model, [after_bytes])
-    atomic_write(out_report, [(json.dumps(data, indent=2) + "\n").encode()])
+    atomic_write_all({out_model: after_bytes, out_report: (json.dumps(data, indent=2) + "\n").encode()})
     if args.json:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
