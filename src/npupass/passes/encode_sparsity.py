@@ -1,0 +1,511 @@
+"""encode-sparsity: constant weights stored in TFLite's sparse format where that is smaller.
+
+A sparse constant keeps only the values its `SparsityParameters` do not leave out: the weight is
+walked level by level in `traversal_order` (original dims, then the dims of `block_map`'s blocks);
+a DENSE level keeps every index, a SPARSE_CSR level only the indices whose subtree holds a non-zero
+(`array_segments` per parent, `array_indices` per kept index, each stored u8 / u16 / i32 by its
+largest value). DENSIFY (builtin 124) turns the stored values back into the dense weight, so
+
+    DENSIFY(encode(W)) == W, bit for bit,
+
+which this pass checks for every tensor before it rewrites anything. Per weight it weighs every
+traversal order, every choice of CSR levels and dense blocks the runtime accepts, and keeps the
+smallest encoding only when it is smaller than the dense tensor plus DENSIFY's own tensor and op.
+
+FULLY_CONNECTED is special twice over (LiteRT 2.3, measured):
+- int8 weights in 1x16 blocks run natively (no DENSIFY);
+- its XNNPACK delegate fails to prepare DENSIFY -> int8 FULLY_CONNECTED, and an FC weight's long
+  input dim makes u16 indices. Such an FC becomes RESHAPE -> CONV_2D -> RESHAPE: a VALID conv whose
+  kernel [O, k, 1, I/k] covers the whole reshaped input [B, k, 1, I/k] computes the same dot
+  products in the same order, and I/k <= 256 makes the column indices u8.
+
+Options: `threshold` (skip weights with fewer zeros than this fraction) and `fp16` (float weights
+become FLOAT16, sparse or dense, followed by DEQUANTIZE to float32: halves the values, not exact).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from npupass.ir.graph import Graph, Op, Tensor
+from npupass.ir.types import DimMetadata, DType, Quantization, Sparsity
+from npupass.passes.manager import Context, Pass, PipelineError, label, register
+from npupass.passes.pattern import WEIGHTED_OPS, new_constant
+from npupass.tflite_schema import default_options
+
+DENSE, CSR = "DENSE", "SPARSE_CSR"
+BLOCK_SIZES = (2, 4, 8, 16)
+# Bytes DENSIFY adds besides the encoding: its op, the dense output tensor and the sparsity tables
+# (measured on LiteRT files: ~150 bytes plus the tensor name twice), so tiny gains stay dense.
+DENSIFY_OVERHEAD = 160
+FC_NATIVE_BLOCK = {DType.INT8: 16}  # LiteRT's FULLY_CONNECTED reads these blocks without DENSIFY
+MAX_FC_COLUMNS = 256  # u8 column indices for an FC rewritten as a conv
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the levels of a sparse encoding come from: the order of the original dims, the blocked
+    dims with their block sizes (block levels come last and are DENSE), and each level's format."""
+
+    traversal: tuple[int, ...]
+    block_map: tuple[int, ...] = ()
+    block_sizes: tuple[int, ...] = ()
+    formats: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        order = ",".join(map(str, self.traversal))
+        levels = "".join("C" if f == CSR else "D" for f in self.formats)
+        blocks = "".join(f" block {b} on dim {d}" for d, b in zip(self.block_map, self.block_sizes, strict=True))
+        return f"order ({order}) levels {levels}{blocks}"
+
+
+@dataclass
+class Encoding:
+    """A weight in sparse storage: the stored values and their SparsityParameters."""
+
+    layout: Layout
+    values: np.ndarray
+    sparsity: Sparsity
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.values.nbytes) + index_bytes(self.sparsity)
+
+
+def index_bytes(s: Sparsity) -> int:
+    return sum(
+        (d.segments.nbytes if d.segments is not None else 0) + (d.indices.nbytes if d.indices is not None else 0)
+        for d in s.dim_metadata
+    )
+
+
+def index_width(largest: int) -> int:
+    """Bytes per entry TFLite uses for an index array whose largest value is `largest`."""
+    return 1 if largest <= 0xFF else 2 if largest <= 0xFFFF else 4
+
+
+def _index_array(values: np.ndarray) -> np.ndarray:
+    dtype = {1: "u1", 2: "<u2", 4: "<i4"}[index_width(int(values.max(initial=0)))]
+    out = np.ascontiguousarray(values, dtype=dtype)
+    out.flags.writeable = False
+    return out
+
+
+def _levels(x: np.ndarray, layout: Layout) -> np.ndarray:
+    """`x` with one axis per level of `layout` (blocked dims split into outer and inner parts)."""
+    expanded: list[int] = []
+    axis: dict[tuple[str, int], int] = {}
+    for d, size in enumerate(x.shape):
+        if d in layout.block_map:
+            j = layout.block_map.index(d)
+            b = layout.block_sizes[j]
+            axis[("outer", d)], axis[("block", j)] = len(expanded), len(expanded) + 1
+            expanded += [size // b, b]
+        else:
+            axis[("outer", d)] = len(expanded)
+            expanded.append(size)
+    order = [axis[("outer", d)] for d in layout.traversal] + [axis[("block", j)] for j in range(len(layout.block_map))]
+    return x.reshape(expanded).transpose(order)
+
+
+def nonzero_mask(data: np.ndarray) -> np.ndarray:
+    """Elements that are not zero. Pruning leaves -0.0 where it zeroed negative weights; it is a zero
+    like any other (DENSIFY gives +0.0: acc + x * (+-0) == acc for every non-zero accumulator)."""
+    return np.asarray(data != 0)
+
+
+def encode(data: np.ndarray, layout: Layout) -> Encoding:
+    """The sparse storage of dense `data` in `layout` (stored nodes are numbered level by level, as
+    LiteRT's FormatConverter walks them: a DENSE child is parent * size + i, a CSR child its rank)."""
+    t = _levels(np.asarray(data), layout)
+    nz = _levels(nonzero_mask(np.asarray(data)), layout)
+    sizes = t.shape
+    parents = np.zeros(1, dtype=np.int64)  # flat prefix index of each stored node of the level above
+    dims: list[DimMetadata] = []
+    for level, size in enumerate(sizes):
+        children = (parents[:, None] * size + np.arange(size)).reshape(-1)
+        if layout.formats[level] == DENSE:
+            dims.append(DimMetadata(DENSE, dense_size=int(size)))
+            parents = children
+            continue
+        keep = np.asarray(nz.reshape(int(np.prod(sizes[: level + 1])), -1).any(axis=1))[children]
+        segments = np.concatenate([[0], np.cumsum(keep.reshape(-1, size).sum(axis=1))])
+        dims.append(DimMetadata(CSR, segments=_index_array(segments), indices=_index_array((children % size)[keep])))
+        parents = children[keep]
+    values = np.ascontiguousarray(t.reshape(-1)[parents])
+    values.flags.writeable = False
+    n = data.ndim
+    traversal = layout.traversal + tuple(range(n, n + len(layout.block_map)))
+    return Encoding(layout, values, Sparsity(traversal, layout.block_map, dims))
+
+
+def decode(values: np.ndarray, sparsity: Sparsity, shape: tuple[int, ...]) -> np.ndarray:
+    """The dense tensor DENSIFY makes of sparse storage (a reference for tests and the exactness check)."""
+    n = len(shape)
+    blocks = dict(zip(sparsity.block_map, (d.dense_size for d in sparsity.dim_metadata[n:]), strict=True))
+    sizes = [shape[d] // blocks.get(d, 1) for d in sparsity.traversal_order[:n]] + [
+        d.dense_size for d in sparsity.dim_metadata[n:]
+    ]
+    coords: list[np.ndarray] = []
+    for meta, size in zip(sparsity.dim_metadata, sizes, strict=True):
+        if meta.format == DENSE:
+            coords = [np.repeat(c, size) for c in coords] + [np.tile(np.arange(size), max(1, _count(coords)))]
+        else:
+            assert meta.segments is not None and meta.indices is not None
+            counts = np.diff(meta.segments.astype(np.int64)).astype(np.int64)
+            coords = [np.repeat(c, counts) for c in coords] + [meta.indices.astype(np.int64)]
+    flat = np.ravel_multi_index(tuple(coords), sizes) if coords else np.zeros(0, dtype=np.int64)
+    levels = np.zeros(int(np.prod(sizes)), dtype=values.dtype)
+    levels[flat] = values
+    layout = Layout(tuple(sparsity.traversal_order[:n]), tuple(sparsity.block_map), tuple(blocks.values()))
+    # undo _levels: inverse transpose, then merge each blocked dim's outer and inner axes
+    probe = _levels(np.arange(int(np.prod(shape))).reshape(shape), layout)
+    dense = np.empty(int(np.prod(shape)), dtype=values.dtype)
+    dense[probe.reshape(-1)] = levels
+    return dense.reshape(shape)
+
+
+def _count(coords: list[np.ndarray]) -> int:
+    return int(coords[0].size) if coords else 1
+
+
+def _structures(shape: tuple[int, ...]) -> list[Layout]:
+    """Traversal orders (only the order of dims > 1 matters) and single dense blocks."""
+    n = len(shape)
+    units = [d for d in range(n) if shape[d] == 1]
+    big = [d for d in range(n) if shape[d] > 1]
+    result = [Layout(tuple(units) + perm) for perm in itertools.permutations(big)]
+    identity = tuple(range(n))
+    for d in big:
+        for b in BLOCK_SIZES:
+            if shape[d] % b == 0 and shape[d] > b:
+                result.append(Layout(identity, (d,), (b,)))
+    return result
+
+
+def _sizes(shape: tuple[int, ...], s: Layout) -> list[int]:
+    blocks = dict(zip(s.block_map, s.block_sizes, strict=True))
+    return [shape[d] // blocks.get(d, 1) for d in s.traversal] + list(s.block_sizes)
+
+
+def candidates(mask: np.ndarray, itemsize: int) -> list[tuple[int, Layout]]:
+    """(exact bytes, layout) of every encoding considered for a weight whose non-zeros are `mask`.
+
+    Counted without encoding: a CSR level stores the prefixes whose subtree holds a non-zero, a
+    DENSE level all children of the level above; segments get one entry per parent plus one."""
+    shape = mask.shape
+    found: list[tuple[int, Layout]] = []
+    for s in _structures(shape):
+        t = _levels(mask, Layout(s.traversal, s.block_map, s.block_sizes))
+        sizes = _sizes(shape, s)
+        depth = len(sizes)
+        # nonempty[l]: which prefixes of length l+1 hold a non-zero; computed from the leaves up
+        nonempty: list[np.ndarray] = [t] * depth
+        for level in range(depth - 2, -1, -1):
+            nonempty[level] = np.asarray(nonempty[level + 1].any(axis=-1))
+        counts = [int(a.sum()) for a in nonempty]
+        top_index = [
+            int(np.flatnonzero(a.reshape(-1, sizes[i]).any(axis=0)).max(initial=0)) for i, a in enumerate(nonempty)
+        ]
+        outer = len(s.traversal)
+        choosable = [i for i in range(outer) if sizes[i] > 1]
+        for k in range(1, len(choosable) + 1):
+            for chosen in itertools.combinations(choosable, k):
+                formats = tuple(CSR if i in chosen else DENSE for i in range(depth))
+                stored, total = 1, 0
+                for i in range(depth):
+                    if formats[i] == DENSE:
+                        stored *= sizes[i]
+                        continue
+                    total += (stored + 1) * index_width(counts[i]) + counts[i] * index_width(top_index[i])
+                    stored = counts[i]
+                total += stored * itemsize
+                found.append((total, Layout(s.traversal, s.block_map, s.block_sizes, formats)))
+    found.sort(key=lambda c: (c[0], bool(c[1].block_map), c[1].formats.count(CSR), c[1].traversal))
+    return found
+
+
+def best_encoding(data: np.ndarray) -> Encoding | None:
+    """The smallest exact sparse encoding of `data`, or None when the weight has no zeros."""
+    mask = nonzero_mask(data)
+    if mask.all() or data.size == 0:
+        return None
+    size, layout = candidates(mask, data.dtype.itemsize)[0]
+    encoding = encode(data, layout)
+    assert encoding.nbytes == size, (encoding.nbytes, size, layout)
+    return encoding
+
+
+def native_fc_block(data: np.ndarray, block: int) -> Encoding | None:
+    """FULLY_CONNECTED's own block-sparse form: [O, I] as DENSE O, CSR I/block, DENSE block."""
+    if data.ndim != 2 or data.shape[1] % block:
+        return None
+    return encode(data, Layout((0, 1), (1,), (block,), (DENSE, CSR, DENSE)))
+
+
+def fc_split(columns: int) -> int:
+    """The smallest k dividing `columns` with columns / k <= 256 (k rows of a conv kernel)."""
+    for k in range(1, columns + 1):
+        if columns % k == 0 and columns // k <= MAX_FC_COLUMNS:
+            return k
+    return columns
+
+
+def exact(encoding: Encoding, data: np.ndarray) -> bool:
+    """DENSIFY gives `data` back: the same bits everywhere but in the sign of zeros."""
+    dense = decode(encoding.values, encoding.sparsity, tuple(data.shape))
+    same_bits = dense.tobytes() == np.ascontiguousarray(data).tobytes()
+    return same_bits or bool(
+        np.array_equal(dense, data, equal_nan=data.dtype.kind == "f")
+        and np.all((dense == 0) | (dense.view(f"u{dense.dtype.itemsize}") == data.view(f"u{data.dtype.itemsize}")))
+    )
+
+
+# --- the pass ------------------------------------------------------------------------------------------
+@dataclass
+class _Plan:
+    kind: str  # "densify", "fc-native", "fc-as-conv", "dense-fp16"
+    encoding: Encoding | None
+    values: np.ndarray  # the dense values the encoding stores (fp16 when converting)
+    split: int = 1
+
+
+@register
+class EncodeSparsity(Pass):
+    """W (dense constant weight)  ==>  DENSIFY(sparse W) when the sparse storage is smaller.
+
+    Requires nothing; guarantees that every weight reads bit-identical values after DENSIFY (fp16:
+    the float16 rounding of W). A weight already sparse, or read by something other than a weight
+    slot, is left alone."""
+
+    name = "encode-sparsity"
+    summary = "store pruned weights sparse (CSR + DENSIFY, FC blocks) where it is smaller; exact"
+
+    def __init__(self, threshold: float = 0.0, fp16: bool = False) -> None:
+        if not 0.0 <= float(threshold) <= 1.0:
+            raise PipelineError(f"encode-sparsity threshold must be a fraction in [0, 1], not {threshold}")
+        self.threshold = float(threshold)
+        self.fp16 = bool(fp16)
+
+    def run_on_graph(self, graph: Graph, ctx: Context) -> None:
+        for op in graph.ops:
+            where = WEIGHTED_OPS.get(op.type)
+            if where is None or op not in graph.nx:
+                continue
+            inputs = graph.inputs_of(op)
+            w = inputs[where.weight] if where.weight < len(inputs) else None
+            if w is None or not w.is_constant or w.sparsity is not None or w.shape is None:
+                continue
+            plan = self._plan(graph, op, w, ctx)
+            if plan is not None:
+                self._rewrite(graph, op, w, plan, ctx)
+
+    # -- choosing ---------------------------------------------------------------------------------
+    def _plan(self, graph: Graph, op: Op, w: Tensor, ctx: Context) -> _Plan | None:
+        rule = "encode-sparse"
+        what = f"{label(graph, op)} weight '{w.name}'"
+        uses = len(graph.consumers(w))
+        if uses > 1 or graph.is_graph_output(w):  # one encoding per op would store the weight twice
+            ctx.decline(rule, f"{what} not encoded: it is read {uses} times or is a graph output", op)
+            return None
+        data = np.asarray(w.data)
+        if data.dtype.kind not in "fiu" or data.shape != w.shape:
+            return None
+        fp16 = self.fp16 and w.dtype is DType.FLOAT32
+        if fp16:
+            with np.errstate(over="ignore"):
+                half = data.astype(np.float16)
+            if not np.all(np.isfinite(half[np.isfinite(data)])):
+                ctx.decline("fp16-weights", f"{what} not stored as FLOAT16: values beyond its range", op)
+                fp16 = False
+            elif np.count_nonzero(nonzero_mask(half)) != np.count_nonzero(nonzero_mask(data)):
+                ctx.decline("fp16-weights", f"{what} not stored as FLOAT16: non-zero values would round to zero", op)
+                fp16 = False
+            else:
+                data = half
+        zeros = 1.0 - np.count_nonzero(nonzero_mask(data)) / max(1, data.size)
+        dense_fallback = _Plan("dense-fp16", None, data) if fp16 else None
+        if zeros < self.threshold or zeros == 0.0:
+            if zeros > 0.0:
+                ctx.decline(
+                    rule, f"{what} not encoded: {zeros:.0%} zeros, below the {self.threshold:.0%} threshold", op
+                )
+            return dense_fallback
+        overhead = DENSIFY_OVERHEAD + 2 * len(w.name)
+        options: list[tuple[int, _Plan]] = []
+        if op.type == "FULLY_CONNECTED":
+            block = FC_NATIVE_BLOCK.get(w.dtype)
+            native = native_fc_block(data, block) if block and not fp16 else None
+            if native is not None:
+                options.append((native.nbytes, _Plan("fc-native", native, data)))
+            problem = _fc_conv_problem(graph, op, w)
+            if problem is None:
+                k = fc_split(data.shape[1])
+                kernel = data.reshape(data.shape[0], k, 1, data.shape[1] // k)
+                enc = best_encoding(kernel)
+                if enc is not None:
+                    extra = _fc_as_conv_bytes(graph, op, data.shape[0])
+                    options.append((enc.nbytes + overhead + extra, _Plan("fc-as-conv", enc, kernel, k)))
+            if w.dtype is not DType.INT8:
+                enc = best_encoding(data)
+                if enc is not None:
+                    options.append((enc.nbytes + overhead, _Plan("densify", enc, data)))
+            elif problem is not None and not options:
+                ctx.decline(
+                    rule,
+                    f"{what} not encoded: {problem}, and DENSIFY -> int8 FULLY_CONNECTED fails "
+                    "in LiteRT's XNNPACK delegate",
+                    op,
+                )
+                return dense_fallback
+        else:
+            enc = best_encoding(data)
+            if enc is not None:
+                options.append((enc.nbytes + overhead, _Plan("densify", enc, data)))
+        if not options:
+            return dense_fallback
+        cost, plan = min(options, key=lambda o: o[0])
+        if cost >= data.nbytes:
+            ctx.decline(
+                rule,
+                f"{what} not encoded: {zeros:.0%} zeros, sparse storage {cost:,} bytes >= dense {data.nbytes:,}",
+                op,
+            )
+            return dense_fallback
+        assert plan.encoding is not None
+        if not exact(plan.encoding, plan.values):  # the guarantee, checked rather than assumed
+            raise PipelineError(f"encode-sparsity: internal error: {what} does not decode to itself")
+        return plan
+
+    # -- rewriting --------------------------------------------------------------------------------
+    def _rewrite(self, graph: Graph, op: Op, w: Tensor, plan: _Plan, ctx: Context) -> None:
+        origins = ctx.origins(graph, [op])
+        slot = WEIGHTED_OPS[op.type].weight
+        dtype = DType.FLOAT16 if plan.values.dtype == np.float16 else w.dtype
+        stored_shape = tuple(plan.values.shape)
+        new_ops: list[Op] = []
+        if plan.encoding is None:  # fp16, kept dense
+            weight_source = new_constant(f"{w.name}_fp16", plan.values, DType.FLOAT16)
+        else:
+            weight_source = Tensor(
+                w.name if dtype is w.dtype else f"{w.name}_fp16",
+                dtype,
+                stored_shape,
+                plan.encoding.values,
+                quant=w.quant,
+                sparsity=plan.encoding.sparsity,
+            )
+        if plan.kind == "fc-native":
+            graph.set_input(op, slot, weight_source)
+            graph.drop_unused(w)
+            ctx.rewrote("fc-block-sparse", [op], origins)
+            return
+        current = weight_source
+        if plan.encoding is not None:
+            dense = Tensor(f"{weight_source.name}_densified", dtype, stored_shape, quant=w.quant)
+            densify = graph.add_op(Op("DENSIFY", version=1), [weight_source], [dense])
+            new_ops.append(densify)
+            current = dense
+        if dtype is DType.FLOAT16:
+            as_float = Tensor(f"{w.name}_dequantized", DType.FLOAT32, stored_shape)
+            new_ops.append(graph.add_op(Op("DEQUANTIZE", version=2), [current], [as_float]))
+            current = as_float
+        if plan.kind == "fc-as-conv":
+            new_ops += _fc_as_conv(graph, op, current, plan.split)
+            ctx.rewrote("fc-as-conv", new_ops, origins)
+        else:
+            graph.set_input(op, slot, current)
+            ctx.rewrote("densify" if plan.encoding is not None else "fp16-weights", [*new_ops, op], origins)
+        graph.drop_unused(w)
+
+
+def _fc_conv_problem(graph: Graph, op: Op, w: Tensor) -> str | None:
+    """Why FULLY_CONNECTED `op` cannot become RESHAPE -> CONV_2D -> RESHAPE."""
+    inputs = graph.inputs_of(op)
+    x = inputs[0]
+    bias = inputs[2] if len(inputs) > 2 else None
+    y = graph.outputs_of(op)[0]
+    if op.options.get("weights_format", "DEFAULT") != "DEFAULT":
+        return f"weights format {op.options['weights_format']}"
+    if x is None or x.shape is None or y.shape is None or any(d < 1 for d in (*x.shape, *y.shape)):
+        return "its input or output shape is not static"
+    if x.shape_signature is not None and any(d < 0 for d in x.shape_signature):
+        return "its input has a dynamic dimension"
+    if bias is None and w.dtype is not DType.FLOAT32 and (x.quant is None or w.quant is None):
+        return "it has no bias and no quantization to give a zero bias"
+    if len(graph.outputs_of(op)) != 1 or w.shape is None or len(w.shape) != 2:
+        return "it is not a plain [O, I] FULLY_CONNECTED"
+    columns = w.shape[1]
+    if int(np.prod(x.shape)) % columns:
+        return "its input does not flatten to rows of its weight's width"
+    rows = int(np.prod(x.shape)) // columns
+    if int(np.prod(y.shape)) != rows * w.shape[0]:
+        return "its output shape does not match"
+    return None
+
+
+def _fc_as_conv_bytes(graph: Graph, op: Op, out_channels: int) -> int:
+    """What RESHAPE -> CONV_2D -> RESHAPE adds to the file: four tensors named after the FC's input
+    and output, two shape constants, two ops, and a zero bias when the FC has none (the sizes of
+    LiteRT's tables, rounded up)."""
+    x, y = graph.inputs_of(op)[0], graph.outputs_of(op)[0]
+    names = 2 * (len(x.name) if x is not None else 0) + 2 * len(y.name) + 4 * 16
+    tensors, ops, buffers = 4 * 72, 2 * 56, 2 * 48
+    bias = 0 if _bias(graph, op) is not None else 72 + len(y.name) + 16 + _align16(4 * out_channels) + 48
+    return names + tensors + ops + buffers + bias
+
+
+def _align16(n: int) -> int:
+    return -(-n // 16) * 16
+
+
+def _bias(graph: Graph, op: Op) -> Tensor | None:
+    inputs = graph.inputs_of(op)
+    return inputs[2] if len(inputs) > 2 else None
+
+
+def _fc_as_conv(graph: Graph, fc: Op, kernel: Tensor, k: int) -> list[Op]:
+    """FC(x, W[O, I], b) ==> RESHAPE(CONV_2D(RESHAPE(x, [B, k, 1, I/k]), W[O, k, 1, I/k], b, VALID), y.shape).
+
+    An FC without bias gets a zero one (acc + 0 == acc), as every kernel of CONV_2D expects one."""
+    x, w = graph.inputs_of(fc)[:2]
+    bias = _bias(graph, fc)
+    y = graph.outputs_of(fc)[0]
+    assert x is not None and x.shape is not None and y.shape is not None and kernel.shape is not None
+    out_channels, columns = kernel.shape[0], kernel.shape[1] * kernel.shape[3]
+    if bias is None:
+        if kernel.dtype is DType.FLOAT32:
+            bias = new_constant(f"{y.name}_zero_bias", np.zeros(out_channels), DType.FLOAT32)
+        else:
+            assert x.quant is not None and w is not None and w.quant is not None
+            scale = float(x.quant.scale[0]) * w.quant.scale.astype(np.float64)
+            zero = Quantization(scale.astype(np.float32), np.zeros(scale.size, dtype=np.int64), 0)
+            bias = new_constant(f"{y.name}_zero_bias", np.zeros(out_channels), DType.INT32, zero)
+    rows = int(np.prod(x.shape)) // columns
+    x4 = Tensor(f"{x.name}_as_image", x.dtype, (rows, k, 1, columns // k), quant=x.quant)
+    y4 = Tensor(f"{y.name}_as_image", y.dtype, (rows, 1, 1, out_channels), quant=y.quant)
+    conv_options: dict[str, Any] = default_options("Conv2DOptions") | {
+        "padding": "VALID",
+        "stride_w": 1,
+        "stride_h": 1,
+        "fused_activation_function": fc.options.get("fused_activation_function", "NONE"),
+    }
+    graph.remove_op(fc)
+    into = graph.add_op(
+        Op("RESHAPE", {"new_shape": list(x4.shape or ())}, "ReshapeOptions"),
+        [x, new_constant(f"{x4.name}/shape", np.array(x4.shape), DType.INT32)],
+        [x4],
+    )
+    conv = graph.add_op(Op("CONV_2D", conv_options, "Conv2DOptions", version=3), [x4, kernel, bias], [y4])
+    out = graph.add_op(
+        Op("RESHAPE", {"new_shape": list(y.shape)}, "ReshapeOptions"),
+        [y4, new_constant(f"{y.name}/shape", np.array(y.shape), DType.INT32)],
+        [y],
+    )
+    for op in (into, conv, out):
+        op.seq = fc.seq  # keep the FC's place in the execution order
+    return [into, conv, out]

@@ -1,0 +1,194 @@
+"""encode-sparsity: exact encodings, the smallest one, never larger than dense, bit-identical
+outputs in LiteRT with XNNPACK (the default delegate) and with the builtin kernels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from npupass.backends.tflite import serialize_tflite
+from npupass.frontends import load_model
+from npupass.frontends.tflite import parse_tflite
+from npupass.ir.graph import Model
+from npupass.ir.types import DType
+from npupass.passes import PipelineError, run_passes
+from npupass.passes.encode_sparsity import (
+    CSR,
+    DENSE,
+    Layout,
+    candidates,
+    decode,
+    encode,
+    exact,
+    fc_split,
+    native_fc_block,
+)
+from npupass.passes.pattern import new_constant
+from npupass.verify.litert import LiteRTModel, make_inputs
+
+MODELS = Path(__file__).parent / "models"
+
+
+def outputs(data: bytes, delegates: str) -> list[bytes]:
+    m = LiteRTModel(data, delegates)
+    return [y.tobytes() for seed in range(2) for y in m.run(make_inputs(m.inputs, seed))]
+
+
+def assert_bit_identical(a: bytes, b: bytes) -> None:
+    for delegates in ("default", "none"):  # XNNPACK, then the builtin kernels
+        assert outputs(a, delegates) == outputs(b, delegates), delegates
+
+
+def encoded(name: str, **options: object) -> tuple[Model, bytes, bytes, object]:
+    model = load_model(MODELS / name)
+    before = serialize_tflite(model)
+    result = run_passes(model, "encode-sparsity", options={"encode-sparsity": options} if options else None)
+    return model, before, serialize_tflite(model), result.passes[0]
+
+
+def test_worked_example_from_the_tflite_format() -> None:
+    w = np.array(
+        [[0, 1.5, 0, 0, 0, 0, 2, 0], [0] * 8, [3, 0, 0, 4, 0, 0, 0, 5], [0, 0, 0, 0, 0, 6, 0, 0]], dtype=np.float32
+    )
+    e = encode(w, Layout((0, 1), formats=(DENSE, CSR)))
+    dims = e.sparsity.dim_metadata
+    assert (dims[0].format, dims[0].dense_size) == (DENSE, 4)
+    assert dims[1].segments.dtype == np.uint8 and dims[1].segments.tolist() == [0, 2, 2, 5, 6]
+    assert dims[1].indices.dtype == np.uint8 and dims[1].indices.tolist() == [1, 6, 0, 3, 7, 5]
+    assert e.values.tolist() == [1.5, 2, 3, 4, 5, 6]
+    assert e.nbytes == 6 * 4 + 5 + 6
+
+
+def test_every_candidate_decodes_exactly_and_is_counted_exactly() -> None:
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(6, 3, 2, 8)).astype(np.float32)
+    w[rng.random(w.shape) < 0.7] = 0
+    w[0] = 0  # a pruned channel
+    found = candidates(w != 0, 4)
+    assert len(found) == 24 * 15 + 3 * 15  # orders x CSR choices, plus blocks 2 on dim 0, 2 and 4 on dim 3
+    for size, layout in found:
+        e = encode(w, layout)
+        assert e.nbytes == size, layout.describe()
+        assert exact(e, w), layout.describe()
+        assert np.array_equal(decode(e.values, e.sparsity, w.shape), w)
+    assert [s for s, _ in found] == sorted(s for s, _ in found)
+
+
+def test_the_smallest_layout_wins_and_index_arrays_get_narrower() -> None:
+    # [O=300, 1, 1, I=40]: CSR over the 40 inputs has u16 segments; over the 300 outputs u16 indices
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(300, 1, 1, 40)).astype(np.float32)
+    w[rng.random(w.shape) < 0.8] = 0
+    size, best = candidates(w != 0, 4)[0]
+    nnz = int(np.count_nonzero(w))
+    assert best.traversal == (1, 2, 0, 3) and best.formats == (DENSE, DENSE, DENSE, CSR)
+    e = encode(w, best)
+    assert [str(d.indices.dtype) for d in e.sparsity.dim_metadata if d.format == CSR] == ["uint8"]
+    assert size == e.nbytes == nnz * 4 + nnz + 301 * 2
+
+
+def test_negative_zero_is_a_zero() -> None:
+    w = np.array([[0.0, -0.0, 1.0, -0.0]], dtype=np.float32)
+    e = encode(w, Layout((0, 1), formats=(DENSE, CSR)))
+    assert e.values.tolist() == [1.0]
+    assert exact(e, w)
+
+
+def test_fc_blocks_and_splits() -> None:
+    w = np.zeros((2, 32), dtype=np.int8)
+    w[0, 16:] = 3
+    e = native_fc_block(w, 16)
+    assert e is not None and e.values.size == 16
+    assert [d.format for d in e.sparsity.dim_metadata] == [DENSE, CSR, DENSE]
+    assert e.sparsity.block_map == (1,) and e.sparsity.dim_metadata[2].dense_size == 16
+    assert native_fc_block(w[:, :20], 16) is None
+    assert (fc_split(64), fc_split(320), fc_split(1280), fc_split(1000)) == (1, 2, 5, 4)
+
+
+def test_pruned_float_cnn_is_smaller_and_bit_identical() -> None:
+    model, before, after, p = encoded("pruned_mbv2s_float.tflite")
+    assert (len(before), len(after)) == (143_476, 47_304)
+    assert dict(p.rewrites) == {"densify": 9}
+    assert [op.type for op in model.main.ops].count("DENSIFY") == 9
+    assert_bit_identical(before, after)
+    again = run_passes(parse_tflite(after), "encode-sparsity")  # the weights are sparse now: nothing to do
+    assert not again.changed
+
+
+def test_int8_fc_becomes_a_conv_not_densify_into_fully_connected() -> None:
+    # LiteRT 2.3's XNNPACK fails to prepare DENSIFY -> int8 FULLY_CONNECTED: the FC becomes a conv
+    dense = _densified("sparse_fc_int8.tflite")
+    before = serialize_tflite(dense)
+    result = run_passes(dense, "encode-sparsity")
+    after = serialize_tflite(dense)
+    assert dict(result.passes[0].rewrites) == {"fc-as-conv": 1}
+    assert [op.type for op in dense.main.ops] == ["RESHAPE", "DENSIFY", "CONV_2D", "RESHAPE", "FULLY_CONNECTED"]
+    conv = dense.main.ops[2]
+    kernel = dense.main.inputs_of(dense.main.ops[1])[0]
+    assert kernel.shape == (64, 2, 1, 150) and kernel.dtype is DType.INT8
+    assert conv.options["padding"] == "VALID"
+    assert (len(before), len(after)) == (23_360, 14_036)
+    assert_bit_identical(before, after)
+
+
+def test_int8_cnn_is_smaller_and_bit_identical_with_its_fc_as_a_conv() -> None:
+    model, before, after, p = encoded("pruned_mbv2s_int8.tflite")
+    assert (len(before), len(after)) == (67_956, 64_392)
+    assert dict(p.rewrites) == {"densify": 8, "fc-as-conv": 1} and not p.declines
+    # the bias-less int8 FC [10, 320] is a VALID conv over [1, 2, 1, 160] with a zero int32 bias
+    assert [op.type for op in model.main.ops][-5:] == ["MEAN", "RESHAPE", "DENSIFY", "CONV_2D", "RESHAPE"]
+    conv = model.main.ops[-2]
+    bias = model.main.inputs_of(conv)[2]
+    assert bias is not None and bias.dtype is DType.INT32 and not np.asarray(bias.data).any()
+    assert_bit_identical(before, after)
+
+
+def test_small_weights_stay_dense() -> None:
+    _, before, after, p = encoded("pruned_qat_cnn_int8.tflite")
+    assert before == after and not p.rewrites
+    assert len(p.declines) == 4
+
+
+def test_threshold() -> None:
+    _, before, after, p = encoded("pruned_mbv2s_float.tflite", threshold=0.9)
+    assert before == after
+    assert p.declines[0].message.endswith("not encoded: 80% zeros, below the 90% threshold")
+    with pytest.raises(PipelineError, match="threshold must be a fraction"):
+        run_passes(
+            load_model(MODELS / "pruned_mbv2s_float.tflite"),
+            "encode-sparsity",
+            options={"encode-sparsity": {"threshold": 2}},
+        )
+
+
+def test_fp16_halves_the_values_behind_dequantize() -> None:
+    model, before, after, p = encoded("pruned_mbv2s_float.tflite", fp16=True)
+    assert dict(p.rewrites) == {"densify": 9}
+    graph = model.main
+    types = [op.type for op in graph.ops]
+    assert types.count("DENSIFY") == 9 and types.count("DEQUANTIZE") == 9
+    sparse = [t for t in graph.tensors if t.sparsity is not None]
+    assert len(sparse) == 9 and all(t.dtype is DType.FLOAT16 for t in sparse)
+    assert len(after) == 35_368
+    for delegates in ("default", "none"):
+        a, b = LiteRTModel(before, delegates), LiteRTModel(after, delegates)
+        x = make_inputs(a.inputs, 0)
+        ya, yb = a.run(x)[0], b.run(x)[0]
+        assert float(np.abs(ya - yb).max()) <= 1e-2 * float(np.abs(ya).max())
+
+
+def _densified(name: str) -> Model:
+    """A converter-made sparse fixture with its DENSIFY undone (the dense model it came from)."""
+    model = load_model(MODELS / name)
+    g = model.main
+    for op in list(g.ops):
+        if op.type == "DENSIFY":
+            s, out = g.inputs_of(op)[0], g.outputs_of(op)[0]
+            assert s is not None and s.sparsity is not None and s.shape is not None
+            dense = new_constant(s.name, decode(np.asarray(s.data), s.sparsity, s.shape), s.dtype, s.quant)
+            g.remove_op(op)
+            g.replace_uses(out, dense)
+            g.drop_unused(s, out)
+    return model
