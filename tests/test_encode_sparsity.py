@@ -11,8 +11,8 @@ import pytest
 from npupass.backends.tflite import serialize_tflite
 from npupass.frontends import load_model
 from npupass.frontends.tflite import parse_tflite
-from npupass.ir.graph import Model
-from npupass.ir.types import DType
+from npupass.ir.graph import Graph, Model, Op, Signature, Tensor
+from npupass.ir.types import DType, Quantization
 from npupass.passes import PipelineError, run_passes
 from npupass.passes.encode_sparsity import (
     CSR,
@@ -26,6 +26,7 @@ from npupass.passes.encode_sparsity import (
     native_fc_block,
 )
 from npupass.passes.pattern import new_constant
+from npupass.tflite_schema import default_options
 from npupass.verify.litert import LiteRTModel, make_inputs
 
 MODELS = Path(__file__).parent / "models"
@@ -177,6 +178,60 @@ def test_fp16_halves_the_values_behind_dequantize() -> None:
         x = make_inputs(a.inputs, 0)
         ya, yb = a.run(x)[0], b.run(x)[0]
         assert float(np.abs(ya - yb).max()) <= 1e-2 * float(np.abs(ya).max())
+
+
+def _wide_conv(int8: bool) -> Model:
+    """A 1x1 CONV_2D [600, 1, 1, 300] (RELU6) with 80% zeros: both weight dims are > 256."""
+    rng = np.random.default_rng(5)
+    o, i = 600, 300
+    w = rng.normal(size=(o, 1, 1, i))
+    w[rng.random(w.shape) < 0.8] = 0
+    b = rng.normal(size=o)
+    options = default_options("Conv2DOptions") | {
+        "padding": "SAME",
+        "stride_w": 1,
+        "stride_h": 1,
+        "fused_activation_function": "RELU6",
+    }
+    if int8:
+        scales = np.abs(w).max(axis=(1, 2, 3)) / 127
+        x = Tensor("x", DType.INT8, (1, 4, 4, i), quant=Quantization(np.array([0.05]), np.array([3])))
+        y = Tensor("y", DType.INT8, (1, 4, 4, o), quant=Quantization(np.array([0.1]), np.array([-5])))
+        zeros = np.zeros(o, dtype=np.int64)
+        weight = new_constant(
+            "w", np.round(w / scales[:, None, None, None]), DType.INT8, Quantization(scales, zeros, 0)
+        )
+        bias = new_constant("b", np.round(b / (0.05 * scales)), DType.INT32, Quantization(0.05 * scales, zeros, 0))
+    else:
+        x, y = Tensor("x", DType.FLOAT32, (1, 4, 4, i)), Tensor("y", DType.FLOAT32, (1, 4, 4, o))
+        weight, bias = new_constant("w", w), new_constant("b", b)
+    g = Graph("main")
+    g.add_op(Op("CONV_2D", options, "Conv2DOptions", version=3), [x, weight, bias], [y])
+    g.inputs, g.outputs = [x], [y]
+    return Model([g], signatures=[Signature("serving_default", 0, [("x", 0)], [("y", 0)])])
+
+
+@pytest.mark.parametrize(("int8", "sizes"), [(False, (723_048, 185_800)), (True, (197_608, 99_608))])
+def test_a_conv_wider_than_256_both_ways_is_split_by_output_channels(int8: bool, sizes: tuple[int, int]) -> None:
+    # one encoding of [600, 1, 1, 300] needs u16 indices whichever dim is CSR; three parts of 200
+    # output channels have u8 ones, and CONCATENATION puts the independent channels back together
+    model = _wide_conv(int8)
+    before = serialize_tflite(model)
+    result = run_passes(model, "encode-sparsity")
+    after = serialize_tflite(model)
+    assert dict(result.passes[0].rewrites) == {"split-conv": 1}
+    g = model.main
+    assert sorted(op.type for op in g.ops) == ["CONCATENATION"] + ["CONV_2D"] * 3 + ["DENSIFY"] * 3
+    parts = [t for t in g.tensors if t.sparsity is not None]
+    assert [t.shape for t in parts] == [(200, 1, 1, 300)] * 3
+    for t in parts:
+        assert t.sparsity is not None and t.sparsity.traversal_order[-1] == 0  # output channels are the CSR level
+        csr = [d for d in t.sparsity.dim_metadata if d.format == CSR]
+        assert len(csr) == 1 and csr[0].indices is not None and csr[0].indices.dtype == np.uint8
+        if int8:
+            assert t.quant is not None and t.quant.scale.size == 200
+    assert (len(before), len(after)) == sizes
+    assert_bit_identical(before, after)
 
 
 def _densified(name: str) -> Model:

@@ -19,12 +19,18 @@ FULLY_CONNECTED is special twice over (LiteRT 2.3, measured):
   kernel [O, k, 1, I/k] covers the whole reshaped input [B, k, 1, I/k] computes the same dot
   products in the same order, and I/k <= 256 makes the column indices u8.
 
+A CONV_2D whose weight dims are all > 256 (the [1280,1,1,320] head of MobileNetV2) has u16 indices
+in any traversal order. It can become CONCATENATION (channel axis) of CONV_2Ds over runs of <= 256
+output channels, each with its own DENSIFY and u8 output-channel indices: every output channel is
+computed on its own, so the outputs keep their bits (LiteRT, XNNPACK and builtin kernels, measured).
+
 Options: `threshold` (skip weights with fewer zeros than this fraction) and `fp16` (float weights
 become FLOAT16, sparse or dense, followed by DEQUANTIZE to float32: halves the values, not exact).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +50,10 @@ BLOCK_SIZES = (2, 4, 8, 16)
 DENSIFY_OVERHEAD = 160
 FC_NATIVE_BLOCK = {DType.INT8: 16}  # LiteRT's FULLY_CONNECTED reads these blocks without DENSIFY
 MAX_FC_COLUMNS = 256  # u8 column indices for an FC rewritten as a conv
+MAX_PART_CHANNELS = 256  # u8 output-channel indices for each part of a split CONV_2D
+# Bytes each extra part of a split CONV_2D adds besides its DENSIFY: a CONV_2D op, its output
+# tensor, a weight and a bias tensor with their buffers (plus three names); once: the CONCATENATION.
+SPLIT_PART_OVERHEAD, CONCAT_OVERHEAD = 450, 100
 
 
 @dataclass(frozen=True)
@@ -268,10 +278,11 @@ def exact(encoding: Encoding, data: np.ndarray) -> bool:
 # --- the pass ------------------------------------------------------------------------------------------
 @dataclass
 class _Plan:
-    kind: str  # "densify", "fc-native", "fc-as-conv", "dense-fp16"
+    kind: str  # "densify", "fc-native", "fc-as-conv", "split-conv", "dense-fp16"
     encoding: Encoding | None
     values: np.ndarray  # the dense values the encoding stores (fp16 when converting)
     split: int = 1
+    parts: list[tuple[Encoding, np.ndarray]] = dataclasses.field(default_factory=list)  # split-conv
 
 
 @register
@@ -366,6 +377,10 @@ class EncodeSparsity(Pass):
             enc = best_encoding(data)
             if enc is not None:
                 options.append((enc.nbytes + overhead, _Plan("densify", enc, data)))
+            if op.type == "CONV_2D" and data.shape[0] > MAX_PART_CHANNELS and _conv_split_problem(graph, op, w) is None:
+                split = _split_plan(data, graph, op, w)
+                if split is not None:
+                    options.append(split)
         if not options:
             return dense_fallback
         cost, plan = min(options, key=lambda o: o[0])
@@ -376,14 +391,19 @@ class EncodeSparsity(Pass):
                 op,
             )
             return dense_fallback
-        assert plan.encoding is not None
-        if not exact(plan.encoding, plan.values):  # the guarantee, checked rather than assumed
-            raise PipelineError(f"encode-sparsity: internal error: {what} does not decode to itself")
+        checks = plan.parts or ([(plan.encoding, plan.values)] if plan.encoding is not None else [])
+        for encoding, values in checks:
+            if not exact(encoding, values):  # the guarantee, checked rather than assumed
+                raise PipelineError(f"encode-sparsity: internal error: {what} does not decode to itself")
         return plan
 
     # -- rewriting --------------------------------------------------------------------------------
     def _rewrite(self, graph: Graph, op: Op, w: Tensor, plan: _Plan, ctx: Context) -> None:
         origins = ctx.origins(graph, [op])
+        if plan.kind == "split-conv":
+            ctx.rewrote("split-conv", _split_conv(graph, op, w, plan.parts), origins)
+            graph.drop_unused(w)
+            return
         slot = WEIGHTED_OPS[op.type].weight
         dtype = DType.FLOAT16 if plan.values.dtype == np.float16 else w.dtype
         stored_shape = tuple(plan.values.shape)
@@ -509,3 +529,100 @@ def _fc_as_conv(graph: Graph, fc: Op, kernel: Tensor, k: int) -> list[Op]:
     for op in (into, conv, out):
         op.seq = fc.seq  # keep the FC's place in the execution order
     return [into, conv, out]
+
+
+# --- CONV_2D split by output channels -----------------------------------------------------------------
+def _conv_split_problem(graph: Graph, op: Op, w: Tensor) -> str | None:
+    """Why CONV_2D `op` cannot become CONCATENATION(CONV_2D(x, W[part], b[part]) for each part)."""
+    bias = _bias(graph, op)
+    outputs = graph.outputs_of(op)
+    if len(outputs) != 1 or outputs[0].shape is None or len(outputs[0].shape) != 4:
+        return "its output is not one 4-D tensor"
+    if any(d < 1 for d in outputs[0].shape):
+        return "its output shape is not static"
+    if w.quant is not None and w.quant.per_axis and w.quant.axis != 0:
+        return "its weight is quantized along another axis than the output channels"
+    if bias is not None and (bias.data is None or bias.shape is None or len(bias.shape) != 1):
+        return "its bias is not a constant vector"
+    if bias is not None and bias.quant is not None and bias.quant.per_axis and bias.quant.axis != 0:
+        return "its bias is quantized along another axis"
+    return None
+
+
+def _part_bounds(channels: int) -> list[tuple[int, int]]:
+    """Near-equal runs of at most MAX_PART_CHANNELS output channels covering `channels`."""
+    n = -(-channels // MAX_PART_CHANNELS)
+    edges = [channels * i // n for i in range(n + 1)]
+    return list(itertools.pairwise(edges))
+
+
+def _split_plan(data: np.ndarray, graph: Graph, op: Op, w: Tensor) -> tuple[int, _Plan] | None:
+    """Each run of <= 256 output channels encoded on its own: its CSR level can be the output
+    channels with u8 indices. Every output channel of a conv is computed on its own, from the same
+    inputs in the same order, so the parts, concatenated on the channel axis, give the same bits."""
+    parts: list[tuple[Encoding, np.ndarray]] = []
+    cost = CONCAT_OVERHEAD
+    names = len(w.name) + len(graph.outputs_of(op)[0].name) + (len(b.name) if (b := _bias(graph, op)) else 0)
+    for i, (lo, hi) in enumerate(_part_bounds(data.shape[0])):
+        values = data[lo:hi]
+        enc = best_encoding(values)
+        if enc is None:
+            return None  # a part without zeros: the split is not the point here
+        parts.append((enc, values))
+        cost += enc.nbytes + DENSIFY_OVERHEAD + 2 * (len(w.name) + 6)
+        cost += SPLIT_PART_OVERHEAD + 3 * names if i else 0
+    return cost, _Plan("split-conv", None, data, parts=parts)
+
+
+def _slice_quant(q: Quantization | None, lo: int, hi: int) -> Quantization | None:
+    if q is None or not q.per_axis:
+        return q
+    return dataclasses.replace(
+        q,
+        scale=q.scale[lo:hi],
+        zero_point=q.zero_point[lo:hi],
+        min=None if q.min is None else q.min[lo:hi],
+        max=None if q.max is None else q.max[lo:hi],
+    )
+
+
+def _split_conv(graph: Graph, conv: Op, w: Tensor, parts: list[tuple[Encoding, np.ndarray]]) -> list[Op]:
+    """CONV_2D(x, W, b) ==> CONCATENATION(CONV_2D(x, DENSIFY(W[lo:hi]), b[lo:hi]) ..., axis 3)."""
+    inputs = graph.inputs_of(conv)
+    x, bias, y = inputs[0], _bias(graph, conv), graph.outputs_of(conv)[0]
+    assert y.shape is not None
+    graph.remove_op(conv)
+    new_ops: list[Op] = []
+    outs: list[Tensor] = []
+    lo = 0
+    for i, (enc, values) in enumerate(parts):
+        hi = lo + values.shape[0]
+        fp16 = values.dtype == np.float16
+        dtype = DType.FLOAT16 if fp16 else w.dtype
+        name = f"{w.name}_part{i}{'_fp16' if fp16 else ''}"
+        quant = _slice_quant(w.quant, lo, hi)
+        stored = Tensor(name, dtype, tuple(values.shape), enc.values, quant=quant, sparsity=enc.sparsity)
+        current = Tensor(f"{name}_densified", dtype, tuple(values.shape), quant=quant)
+        new_ops.append(graph.add_op(Op("DENSIFY", version=1), [stored], [current]))
+        if fp16:
+            as_float = Tensor(f"{w.name}_part{i}_dequantized", DType.FLOAT32, tuple(values.shape))
+            new_ops.append(graph.add_op(Op("DEQUANTIZE", version=2), [current], [as_float]))
+            current = as_float
+        part_bias = None
+        if bias is not None:
+            assert bias.data is not None
+            part_bias = new_constant(
+                f"{bias.name}_part{i}", np.asarray(bias.data)[lo:hi], bias.dtype, _slice_quant(bias.quant, lo, hi)
+            )
+        out = Tensor(f"{y.name}_part{i}", y.dtype, (*y.shape[:3], hi - lo), quant=y.quant)
+        part = Op("CONV_2D", dict(conv.options), conv.options_type, conv.version)
+        new_ops.append(graph.add_op(part, [x, current, part_bias], [out]))
+        outs.append(out)
+        lo = hi
+    concat = Op("CONCATENATION", {"axis": 3, "fused_activation_function": "NONE"}, "ConcatenationOptions")
+    new_ops.append(graph.add_op(concat, outs, [y]))
+    for op in new_ops:
+        op.seq = conv.seq
+    if bias is not None:
+        graph.drop_unused(bias)
+    return new_ops
