@@ -6,7 +6,7 @@ For each model: Vela 5.2 compiles the file as given ("direct") and npupass compi
 pipeline, partition, serialize, then the same Vela). Printed per model: TFLite ops, CPU ops, predicted-vs-Vela
 placement disagreements, estimated inference time direct / npupass and their ratio. Then, for MobileNetV2-1.0
 and ResNet50 int8: the median time npupass adds before Vela (import + passes + partition + serialize) against
-the median of Vela's own in-process compile, measured in the same run.
+the median of Vela's own in-process compile, both from the same compile_ethos_u calls.
 
 The Keras models (MobileNetV2 1.0@224, MobileNetV3Small, ResNet50, a pre-activation ResNet, all full int8)
 are built once by bench/make_keras_models.py into ~/.cache/npupass/keras; the rest are tests/models fixtures.
@@ -26,11 +26,8 @@ from make_keras_models import DEFAULT_CACHE, ensure_models
 
 from npupass.backends.ethos_u.compile import compile_ethos_u
 from npupass.backends.ethos_u.vela import VelaConfig, compile_vela, inference_seconds
-from npupass.backends.targets import parse_target
-from npupass.backends.tflite import serialize_tflite
+from npupass.backends.targets import Target, parse_target
 from npupass.frontends import load_model
-from npupass.passes import PassManager
-from npupass.passes.partition import partition
 
 FIXTURES = Path(__file__).parent.parent / "tests" / "models"
 KERAS = ["mobilenet_v2_int8", "mobilenet_v3_small_int8", "resnet50_int8", "preact_resnet_int8"]
@@ -47,18 +44,13 @@ SMALL = [
 ]
 
 
-def npupass_front_seconds(path: Path, accelerator: str) -> float:
-    """Import + default pipeline + partition + serialize: everything npupass does before Vela."""
-    from npupass.backends.ethos_u.capabilities import npu_reasons
-    from npupass.backends.ethos_u.compile import default_pipeline
-
-    core = parse_target(accelerator).core
+def front_and_vela_seconds(path: Path, target: Target, config: VelaConfig) -> tuple[float, float]:
+    """(import + everything compile_ethos_u does before Vela, Vela's in-process compile) for one model."""
     start = time.perf_counter()
     model = load_model(path)
-    PassManager(default_pipeline(model)).run(model)
-    partition(model.main, lambda g, op: npu_reasons(g, op, core))
-    serialize_tflite(model)
-    return time.perf_counter() - start
+    loaded = time.perf_counter() - start
+    result = compile_ethos_u(model, target, config, isolate=False)
+    return loaded + result.npupass_seconds, result.vela.seconds
 
 
 def main() -> int:
@@ -93,11 +85,8 @@ def main() -> int:
 
     print(f"\nnpupass before Vela vs Vela's in-process compile (medians of {args.repeats}):")
     for name in ("mobilenet_v2_int8", "resnet50_int8"):
-        path = keras[name]
-        tflite = serialize_tflite(load_model(path))
-        front = [npupass_front_seconds(path, args.accelerator) for _ in range(args.repeats)]
-        vela = [compile_vela(tflite, config, isolate=False).seconds for _ in range(args.repeats)]
-        f, v = statistics.median(front), statistics.median(vela)
+        runs = [front_and_vela_seconds(keras[name], target, config) for _ in range(args.repeats)]
+        f, v = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
         print(f"  {name:24} npupass {f:.3f} s, Vela {v:.3f} s: {f / v:.1%}")
     return 0
 

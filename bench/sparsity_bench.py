@@ -136,8 +136,7 @@ def distinct_per_layer(data: bytes) -> list[int]:
 
 
 def clusters(files: dict[str, bytes], samples: int) -> None:
-    from vela_timing import vela_compile
-
+    from npupass.backends.ethos_u.vela import VelaConfig, compile_vela
     from npupass.verify.litert import LiteRTModel, make_inputs
 
     print("\n== encode-clusters on 16-cluster MobileNetV2 224 (int8) ==")
@@ -145,7 +144,7 @@ def clusters(files: dict[str, bytes], samples: int) -> None:
         data = files[key]
         ours, result, seconds = run_pass(data, "encode-clusters")
         before, after = distinct_per_layer(data), distinct_per_layer(ours)
-        rep_a, rep_b = vela_compile(data).perf_report, vela_compile(ours).perf_report
+        rep_a, rep_b = (compile_vela(m, VelaConfig("ethos-u55-128"), isolate=False) for m in (data, ours))
         ma, mb = LiteRTModel(data), LiteRTModel(ours)
         steps, total, moved = 0, 0, 0
         for s in range(samples):
@@ -163,8 +162,8 @@ def clusters(files: dict[str, bytes], samples: int) -> None:
         print(f"  distinct int8 values per layer: before max {max(before)} (median {median}), after max {max(after)}")
         print(f"  layers with <= 17 values: before {small_before}, after {small_after} of {len(after)}")
         print(
-            f"  Vela ethos-u55-128 encoded weights: {rep_a.encodedWeights:,} -> {rep_b.encodedWeights:,} bytes "
-            f"({rep_b.encodedWeights / rep_a.encodedWeights:.3f}x; original {rep_a.originalWeights:,})"
+            f"  Vela ethos-u55-128 encoded weights: {rep_a.encoded_weights:,} -> {rep_b.encoded_weights:,} bytes "
+            f"({rep_b.encoded_weights / rep_a.encoded_weights:.3f}x; original {rep_a.original_weights:,})"
         )
         print(
             f"  outputs vs input model: max {steps} step(s), {moved}/{total} elements moved ({samples} samples)",

@@ -11,30 +11,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
-from typing import Any
 
-from npupass.backends.ethos_u.vela import VelaConfig, VelaResult, compile_vela, vela_setup
-
-
-def vela_compile(tflite: bytes, accelerator: str = "ethos-u55-128") -> Any:
-    """One in-process Regor compile; returns Regor's compiled model (`.model`, `.perf_report`)."""
-    from ethosu import regor
-
-    setup = vela_setup(VelaConfig(accelerator))
-    return regor.compile(setup.regor_arch, tflite, "TFLITE", setup.system_config_text, options=setup.options_text)
+from npupass.backends.ethos_u.vela import VelaConfig, VelaResult, compile_vela
 
 
 def vela_compile_seconds(tflite: bytes, accelerator: str = "ethos-u55-128", repeats: int = 3) -> list[float]:
-    """Wall time in seconds of each of `repeats` compiles (config building is done once, untimed)."""
-    vela_setup(VelaConfig(accelerator))
-    times: list[float] = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        vela_compile(tflite, accelerator)
-        times.append(time.perf_counter() - start)
-    return times
+    """Wall time in seconds of each of `repeats` in-process compiles (config building is done once, untimed)."""
+    return [compile_vela(tflite, VelaConfig(accelerator), isolate=False).seconds for _ in range(repeats)]
 
 
 def main() -> None:

@@ -36,21 +36,29 @@ def atomic_write(path: Path, chunks: Iterable[bytes | bytearray | memoryview]) -
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise NpupassError(f"{path}: directory {directory} does not exist")
+    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        tmp = _temporary_copy(path, chunks)
+        os.replace(tmp, path)
     except OSError as exc:
         raise NpupassError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _temporary_copy(path: Path, chunks: Iterable[bytes | bytearray | memoryview]) -> str:
+    """Write `chunks` to a new temporary file next to `path` (mode as a new file would get); returns its name."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             for chunk in chunks:
                 f.write(chunk)
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException as exc:
+    except BaseException:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise NpupassError(f"{path}: cannot write: {exc.strerror or exc}") from None
         raise
+    return tmp
 
 
 def atomic_write_all(files: dict[Path, bytes]) -> None:
@@ -66,11 +74,7 @@ def atomic_write_all(files: dict[Path, bytes]) -> None:
     temporary: dict[Path, str] = {}
     try:
         for path, data in files.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            temporary[path] = tmp
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.chmod(tmp, 0o666 & ~_umask())
+            temporary[path] = _temporary_copy(path, [data])
         for path, tmp in temporary.items():
             os.replace(tmp, path)
     except OSError as exc:

@@ -77,12 +77,17 @@ class PipelineResult:
         return {"seconds": round(self.seconds, 6), "passes": [p.to_json() for p in self.passes]}
 
 
+def op_name(graph: Graph, op: Op) -> str:
+    """The op's name, or its first output's name ("" when it has neither)."""
+    if op.name or op not in graph.nx:
+        return op.name
+    outputs = graph.outputs_of(op)
+    return outputs[0].name if outputs else ""
+
+
 def label(graph: Graph, op: Op) -> str:
     """An op as messages name it: its type and its name, or its first output's name."""
-    name = op.name
-    if not name and op in graph.nx:
-        outputs = graph.outputs_of(op)
-        name = outputs[0].name if outputs else ""
+    name = op_name(graph, op)
     return f"{op.type} '{name}'" if name else op.type
 
 
@@ -262,6 +267,11 @@ def _no_fake_quant(model: Model) -> str | None:
                 if source is not None and source.dtype.is_float and source not in graph.inputs:
                     return f"{label(graph, op)} is inside the graph"
     return None
+
+
+def has_fake_quant(model: Model) -> bool:
+    """Whether the model still carries fake quantization (what fold-fake-quant folds)."""
+    return _no_fake_quant(model) is not None
 
 
 PROPERTIES: dict[str, Callable[[Model], str | None]] = {

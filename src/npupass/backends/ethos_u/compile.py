@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from npupass.backends.targets import Target
 from npupass.errors import NpupassError
 from npupass.ir.graph import Graph, Model, Op
 from npupass.passes import PassManager, PipelineResult
-from npupass.passes.manager import PROPERTIES, label, parse_pipeline
+from npupass.passes.manager import has_fake_quant, label, op_name, parse_pipeline
 from npupass.passes.partition import CPU, NPU, Partition, partition
 
 BASE_PIPELINE = ["fold-batch-norm", "fuse-activations"]
@@ -32,8 +33,7 @@ def default_pipeline(model: Model) -> list[str]:
     fold-fake-quant runs last because it needs IR-only ops (an ONNX BATCH_NORM) lowered first; the
     PassManager reruns the others after it until nothing changes.
     """
-    has_fake_quant = PROPERTIES["no-fake-quant"](model) is not None
-    return BASE_PIPELINE + (["fold-fake-quant"] if has_fake_quant else [])
+    return BASE_PIPELINE + (["fold-fake-quant"] if has_fake_quant(model) else [])
 
 
 def refuse_float(model: Model) -> None:
@@ -42,7 +42,7 @@ def refuse_float(model: Model) -> None:
     A dynamic-range model (int8 weights, float activations) counts as float: the NPU needs integer activations.
     """
     graph = model.main
-    if PROPERTIES["no-fake-quant"](model) is not None:
+    if has_fake_quant(model):
         return
     activations = [t for t in graph.tensors if not t.is_constant]
     if any(t.quant is not None and t.quant.is_affine and not t.dtype.is_float for t in activations):
@@ -68,13 +68,17 @@ class EthosUCompile:
     partition: Partition
     vela: VelaResult
     npupass_seconds: float
+    ops: list[Op]
+    """The main graph's ops in the order written for Vela: Vela's op indices refer to this list."""
     disagreements: list[dict[str, Any]] = field(default_factory=list)
 
 
-def placement_disagreements(graph: Graph, predicted: Partition, vela: VelaResult) -> list[dict[str, Any]]:
-    """Ops where our predicted device differs from Vela's (ops are indexed in execution = file order)."""
+def placement_disagreements(
+    graph: Graph, ops: list[Op], predicted: Partition, vela: VelaResult
+) -> list[dict[str, Any]]:
+    """Ops where our predicted device differs from Vela's (`ops` in the order they were written)."""
     out = []
-    for index, op in enumerate(graph.ops):
+    for index, op in enumerate(ops):
         vela_device = CPU if index in vela.cpu_ops else NPU
         ours = predicted.placement[op].device
         if ours != vela_device:
@@ -87,7 +91,7 @@ def compile_ethos_u(
     target: Target,
     config: VelaConfig,
     passes: str | None = None,
-    tick: Any = None,
+    tick: Callable[[float], None] | None = None,
     isolate: bool = True,
 ) -> EthosUCompile:
     """Run the pipeline, partition for `target`, serialize and compile with Vela (model is rewritten in place)."""
@@ -104,8 +108,9 @@ def compile_ethos_u(
     tflite = serialize_tflite(model)
     npupass_seconds = time.perf_counter() - start
     vela = compile_vela(tflite, config, tick=tick, isolate=isolate)
-    result = EthosUCompile(target, config, model, pipeline, predicted, vela, npupass_seconds)
-    result.disagreements = placement_disagreements(graph, predicted, vela)
+    ops = graph.ops  # the writer's order
+    result = EthosUCompile(target, config, model, pipeline, predicted, vela, npupass_seconds, ops)
+    result.disagreements = placement_disagreements(graph, ops, predicted, vela)
     return result
 
 
@@ -113,31 +118,21 @@ def _cpu_ops(result: EthosUCompile) -> list[dict[str, Any]]:
     graph = result.model.main
     rows = []
     vela_reasons = result.vela.messages
-    for index, op in enumerate(graph.ops):
+    for index, op in enumerate(result.ops):
         if index not in result.vela.cpu_ops:
             continue
         reasons = result.partition.placement[op].reasons
         if not reasons:  # Vela placed it on the CPU against our prediction: give Vela's words
             out = graph.outputs_of(op)
             reasons = [m for m in vela_reasons if out and f"'{out[0].name}'" in m] or ["Vela placed it on the CPU"]
-        rows.append({"index": index, "op": op.type, "name": _name(graph, op), "reasons": reasons})
+        rows.append({"index": index, "op": op.type, "name": op_name(graph, op), "reasons": reasons})
     return rows
 
 
-def _name(graph: Graph, op: Op) -> str:
-    if op.name:
-        return op.name
-    outs = graph.outputs_of(op)
-    return outs[0].name if outs else ""
-
-
 def report_json(result: EthosUCompile, source: Path, output: Path) -> dict[str, Any]:
-    graph = result.model.main
-    ops = graph.ops
-    vela = result.vela
+    graph, ops, vela = result.model.main, result.ops, result.vela
     setup = vela_setup(result.config)
     seconds = inference_seconds(vela, result.config)
-    op_names = [_name(graph, op) for op in ops]
     cycles_per_op: dict[int, int] = {}
     for layer in vela.layers:  # Vela's internal ops, summed per TFLite op they came from
         cycles_per_op[layer.source_index] = cycles_per_op.get(layer.source_index, 0) + layer.cycles
@@ -180,7 +175,7 @@ def report_json(result: EthosUCompile, source: Path, output: Path) -> dict[str, 
             {
                 "index": i,
                 "op": ops[i].type if 0 <= i < len(ops) else "?",
-                "name": op_names[i] if 0 <= i < len(ops) else "",
+                "name": op_name(graph, ops[i]) if 0 <= i < len(ops) else "",
                 "cycles": cycles_per_op[i],
                 "share": cycles_per_op[i] / vela.total_cycles if vela.total_cycles else 0.0,
             }
@@ -254,8 +249,7 @@ def render(report: dict[str, Any], console: Any) -> None:
 
 def run(args: argparse.Namespace, target: Target) -> int:
     """The CLI: load, compile, write `<stem>_vela.tflite` and report.json into the output directory."""
-    from rich.console import Console
-
+    from npupass.cli import _console, _progress_label
     from npupass.fileio import atomic_write_all
     from npupass.frontends import load_model
 
@@ -274,23 +268,14 @@ def run(args: argparse.Namespace, target: Target) -> int:
         what = "is not a file" if Path(args.config).exists() else "no such Vela configuration file"
         raise NpupassError(f"{args.config}: {what}")
     model = load_model(source)
-    status = Console(stderr=True)
-    if status.is_terminal and not args.json:
-        with status.status(f"compiling for {target.name}") as spinner:
-
-            def tick(elapsed: float) -> None:
-                spinner.update(f"Vela is compiling for {target.name}: {elapsed:.1f} s")
-
-            result = compile_ethos_u(model, target, config, passes=args.passes, tick=tick)
-    else:
-        result = compile_ethos_u(model, target, config, passes=args.passes)
+    with _progress_label(f"compiling for {target.name}") as update:  # a spinner when stderr is a terminal
+        tick = None if update is None else (lambda elapsed: update(f"Vela, {elapsed:.1f} s"))
+        result = compile_ethos_u(model, target, config, passes=args.passes, tick=tick)
     output = outdir / f"{source.stem}_vela.tflite"
     report = report_json(result, source, output)
     atomic_write_all({output: result.vela.model, outdir / "report.json": json.dumps(report, indent=2).encode() + b"\n"})
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        from npupass.cli import _console
-
         render(report, _console())
     return 0
