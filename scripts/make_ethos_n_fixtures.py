@@ -34,8 +34,8 @@ import tensorflow as tf
 from npupass.backends.tflite import serialize_tflite
 from npupass.frontends.tflite import read_tflite
 from npupass.ir.graph import Model, Op, Tensor
+from npupass.ir.ops import same_padding
 from npupass.ir.types import DType, Quantization
-from npupass.passes.legalize_ethos_n import same_padding
 from npupass.passes.pattern import new_constant
 from npupass.verify.litert import LiteRTModel
 

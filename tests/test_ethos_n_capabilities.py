@@ -66,8 +66,7 @@ def test_large_kernel_needs_stride_1(k: int, stride: int, ok: bool) -> None:
 
 @pytest.mark.parametrize(("pad", "ok"), [((7, 7, 7, 7), True), ((8, 0, 0, 0), False), ((1, 1, 1, 1), True)])
 def test_conv_padding_at_most_7_unless_same(pad: tuple[int, ...], ok: bool) -> None:
-    g, o = conv(padding="VALID")
-    o.provenance["explicit_padding"] = pad
+    g, o = padded_conv(pad)
     assert ("conv-padding" in names(g, o)) is not ok
 
 
@@ -316,8 +315,21 @@ def tconv(k: int = 3, stride: int = 2, padding: str = "SAME") -> Case:
 
 
 def padded_conv(pad: tuple[int, int, int, int]) -> Case:
-    g, o = conv(padding="VALID")
-    o.provenance["explicit_padding"] = pad
+    """A VALID 3x3 conv reading a PAD of `pad` (top, bottom, left, right), which Arm NN folds into it."""
+    top, bottom, left, right = pad
+    w, b = conv_weights("CONV_2D", 8, 8, 3, 3)
+    g = Graph("main")
+    x = act("x", (1, 16, 16, 8))
+    padded = act("padded", (1, 16 + top + bottom, 16 + left + right, 8))
+    amounts = const("amounts", [[0, 0], [top, bottom], [left, right], [0, 0]], DType.INT32)
+    g.add_op(Op("PAD", {}, "PadOptions"), [x, amounts], [padded])
+    out = 16 + top + bottom - 2, 16 + left + right - 2
+    y = act("y", (1, *out, 8), 0.1)
+    options = {"padding": "VALID", "stride_h": 1, "stride_w": 1, "fused_activation_function": "NONE"}
+    o = g.add_op(
+        Op("CONV_2D", {"dilation_h_factor": 1, "dilation_w_factor": 1} | options, "Conv2DOptions"), [padded, w, b], [y]
+    )
+    g.inputs, g.outputs = [x], [y]
     return g, o
 
 

@@ -7,11 +7,12 @@ import pytest
 from ethos_n_graphs import Graph, act, const, model, op, q, single
 from rewrites import counts, load
 
+from npupass.backends.ethos_n.legalize import INT8_VALUES
 from npupass.backends.tflite import serialize_tflite
 from npupass.ir import check
+from npupass.ir.kernels import add_int8, depthwise_int8, mul_int8
 from npupass.ir.types import DType
 from npupass.passes import run_passes
-from npupass.passes.legalize_ethos_n import INT8_VALUES, add_int8, depthwise_int8, mul_int8
 from npupass.verify.litert import LiteRTModel
 
 ALL_VALUES = np.arange(-128, 128, dtype=np.int8).reshape(1, 16, 16, 1)

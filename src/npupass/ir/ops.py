@@ -6,7 +6,7 @@ IR-only ops must be lowered by a pass before a backend writes the model.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ai_edge_litert import schema_py_generated as schema
 
@@ -54,3 +54,36 @@ def subgraph_references(op: Op) -> list[tuple[str, int]]:
 def has_side_effects(op: Op) -> bool:
     """Whether removing `op` could change behaviour even when nothing reads its outputs."""
     return op.type in SIDE_EFFECT_OPS or bool(subgraph_references(op))
+
+
+class Weighted(NamedTuple):
+    """Where a weighted op keeps its operands: input slots, and the weight's output-channel axis."""
+
+    input: int
+    weight: int
+    bias: int
+    axis: int
+
+
+WEIGHTED_OPS: dict[str, Weighted] = {
+    "CONV_2D": Weighted(input=0, weight=1, bias=2, axis=0),  # W [O, H, W, I]
+    "DEPTHWISE_CONV_2D": Weighted(input=0, weight=1, bias=2, axis=3),  # W [1, H, W, O]
+    "FULLY_CONNECTED": Weighted(input=0, weight=1, bias=2, axis=0),  # W [O, I]
+    "TRANSPOSE_CONV": Weighted(input=2, weight=1, bias=3, axis=0),  # (output_shape, W [O, H, W, I], x, b)
+}
+
+# Ops whose fused_activation_function is a clamp of the output (LiteRT 2.3): the RELU family can
+# fuse into them. Others with the field refuse it (CONCATENATION, L2_NORMALIZATION) or apply it
+# inside a recurrence (RNN, LSTM, SVDF).
+CLAMPING_OPS = frozenset(
+    {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "ADD", "SUB", "MUL", "DIV"}
+    | {"AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D"}
+)
+
+
+def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """TFLite's SAME padding of one spatial dimension: (before, after), the odd pixel after."""
+    effective = (kernel - 1) * dilation + 1
+    out = -(-size // stride)
+    total = max((out - 1) * stride + effective - size, 0)
+    return total // 2, total - total // 2

@@ -1,6 +1,6 @@
 """Graph-rewriting passes and the PassManager that runs them (see manager.py for the contract)."""
 
-from npupass.passes import fold_batch_norm, fold_fake_quant, fuse_activations, legalize_ethos_n  # noqa: F401 - registers them
+from npupass.passes import fold_batch_norm, fold_fake_quant, fuse_activations  # noqa: F401 - registers them
 
 # isort: split
 from npupass.passes import encode_clusters, encode_sparsity  # noqa: F401 - registered after the core passes

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from npupass.errors import NpupassError
+from npupass.ir.analysis import fake_quant_problem, label
 from npupass.ir.check import problems
 from npupass.ir.graph import Graph, Model, Op
 
@@ -75,20 +76,6 @@ class PipelineResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"seconds": round(self.seconds, 6), "passes": [p.to_json() for p in self.passes]}
-
-
-def op_name(graph: Graph, op: Op) -> str:
-    """The op's name, or its first output's name ("" when it has neither)."""
-    if op.name or op not in graph.nx:
-        return op.name
-    outputs = graph.outputs_of(op)
-    return outputs[0].name if outputs else ""
-
-
-def label(graph: Graph, op: Op) -> str:
-    """An op as messages name it: its type and its name, or its first output's name."""
-    name = op_name(graph, op)
-    return f"{op.type} '{name}'" if name else op.type
 
 
 class Context:
@@ -254,29 +241,9 @@ def _no_ir_only_ops(model: Model) -> str | None:
     return None
 
 
-def _no_fake_quant(model: Model) -> str | None:
-    """No FAKE_QUANT, and QUANTIZE/DEQUANTIZE only where float meets a graph input or output."""
-    for graph in model.subgraphs:
-        for op in graph.iter_ops():
-            if op.type == "FAKE_QUANT":
-                return f"{label(graph, op)} remains"
-            if op.type == "DEQUANTIZE" and not all(graph.is_graph_output(t) for t in graph.outputs_of(op)):
-                return f"{label(graph, op)} is inside the graph"
-            if op.type == "QUANTIZE":
-                source = graph.inputs_of(op)[0]
-                if source is not None and source.dtype.is_float and source not in graph.inputs:
-                    return f"{label(graph, op)} is inside the graph"
-    return None
-
-
-def has_fake_quant(model: Model) -> bool:
-    """Whether the model still carries fake quantization (what fold-fake-quant folds)."""
-    return _no_fake_quant(model) is not None
-
-
 PROPERTIES: dict[str, Callable[[Model], str | None]] = {
     "no-ir-only-ops": _no_ir_only_ops,
-    "no-fake-quant": _no_fake_quant,
+    "no-fake-quant": fake_quant_problem,
 }
 
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from npupass.ir.analysis import label
 from npupass.ir.graph import Graph, Op
-from npupass.passes.manager import label
 
 Predicate = Callable[[Graph, Op], list[str]]
 Worth = Callable[[Graph, list[Op]], str | None]

@@ -1,38 +1,26 @@
-"""Matching helpers shared by the rewrite rules: operands, constants, guards."""
+"""Matching helpers shared by the rewrite rules: operands, constants, guards.
+
+Op families and quantization helpers live in the IR (ir.ops, ir.quant); they are re-exported here
+for the rules' convenience.
+"""
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import numpy as np
 
 from npupass.ir.graph import Graph, Op, Tensor
+from npupass.ir.ops import CLAMPING_OPS, WEIGHTED_OPS, Weighted
+from npupass.ir.quant import dequantize, is_quantized, same_quant, same_quant_values
 from npupass.ir.types import DType, Quantization
 
-
-class Weighted(NamedTuple):
-    """Where a weighted op keeps its operands: input slots, and the weight's output-channel axis."""
-
-    input: int
-    weight: int
-    bias: int
-    axis: int
-
-
-WEIGHTED_OPS: dict[str, Weighted] = {
-    "CONV_2D": Weighted(input=0, weight=1, bias=2, axis=0),  # W [O, H, W, I]
-    "DEPTHWISE_CONV_2D": Weighted(input=0, weight=1, bias=2, axis=3),  # W [1, H, W, O]
-    "FULLY_CONNECTED": Weighted(input=0, weight=1, bias=2, axis=0),  # W [O, I]
-    "TRANSPOSE_CONV": Weighted(input=2, weight=1, bias=3, axis=0),  # (output_shape, W [O, H, W, I], x, b)
-}
-
-# Ops whose fused_activation_function is a clamp of the output (LiteRT 2.3): the RELU family can
-# fuse into them. Others with the field refuse it (CONCATENATION, L2_NORMALIZATION) or apply it
-# inside a recurrence (RNN, LSTM, SVDF).
-CLAMPING_OPS = frozenset(
-    {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "ADD", "SUB", "MUL", "DIV"}
-    | {"AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D"}
-)
+__all__ = [
+    "CLAMPING_OPS",
+    "WEIGHTED_OPS",
+    "Weighted",
+    "is_quantized",
+    "same_quant",
+    "same_quant_values",
+]
 
 
 def producer_of(graph: Graph, t: Tensor | None, *types: str) -> Op | None:
@@ -112,18 +100,7 @@ def real_values(t: Tensor) -> np.ndarray | None:
     q = t.quant
     if q is None or not q.is_affine:
         return None
-    scale, zp = _broadcast(q, values.ndim)
-    return (values - zp) * scale
-
-
-def _broadcast(q: Quantization, ndim: int) -> tuple[np.ndarray, np.ndarray]:
-    scale = q.scale.astype(np.float64)
-    zp = q.zero_point.astype(np.float64) if q.zero_point.size else np.zeros(1)
-    if q.per_axis and ndim:
-        shape = [1] * ndim
-        shape[q.axis] = -1
-        return scale.reshape(shape), zp.reshape(shape) if zp.size > 1 else zp
-    return scale, zp
+    return dequantize(values, q)
 
 
 def channel_vector(values: np.ndarray, channels: int) -> np.ndarray | None:
@@ -145,26 +122,6 @@ def scalar(t: Tensor) -> float | None:
         return None
     first = float(values.reshape(-1)[0])
     return first if np.all(values == first) else None
-
-
-def same_quant_values(qa: Quantization | None, qb: Quantization | None) -> bool:
-    """The same affine quantization (scales, zero points, axis), or both none."""
-    if qa is None or not qa.is_affine or qb is None or not qb.is_affine:
-        return (qa is None or not qa.is_affine) and (qb is None or not qb.is_affine)
-    return (
-        np.array_equal(qa.scale, qb.scale)
-        and np.array_equal(qa.zero_point, qb.zero_point)
-        and (not qa.per_axis or qa.axis == qb.axis)
-    )
-
-
-def same_quant(a: Tensor, b: Tensor) -> bool:
-    """Same element type and the same affine quantization (or both unquantized)."""
-    return a.dtype is b.dtype and same_quant_values(a.quant, b.quant)
-
-
-def is_quantized(t: Tensor) -> bool:
-    return t.dtype in (DType.INT8, DType.UINT8, DType.INT16) and t.quant is not None and t.quant.is_affine
 
 
 def new_constant(

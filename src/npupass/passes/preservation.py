@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from npupass.ir.analysis import label
 from npupass.ir.graph import Model, Tensor
-from npupass.passes.manager import label
-from npupass.passes.pattern import WEIGHTED_OPS
+from npupass.ir.ops import WEIGHTED_OPS
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -54,7 +54,7 @@ def _dense_view(t: Tensor) -> Tensor:
 
 def snapshot(model: Model) -> dict[str, WeightStats]:
     """Stats of every weight of the main graph, keyed by the op it belongs to."""
-    from npupass.view.data import weight_source, weight_stats
+    from npupass.ir.analysis import weight_source, weight_stats
 
     graph = model.main
     result: dict[str, WeightStats] = {}

@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from npupass.ir.analysis import op_name, weight_source, weight_stats
 from npupass.ir.graph import Graph, Model, Op, Tensor
+from npupass.ir.ops import WEIGHTED_OPS
 from npupass.ir.types import Quantization
-from npupass.passes.pattern import WEIGHTED_OPS
 from npupass.tflite_schema import non_default_options
 from npupass.view.layout import NODE_H, NODE_W, layout
 
@@ -33,59 +34,9 @@ def quant_data(q: Quantization | None) -> dict[str, Any] | None:
     }
 
 
-def weight_source(graph: Graph, t: Tensor | None) -> Tensor | None:
-    """The constant a weight comes from: itself, or behind DEQUANTIZE, QUANTIZE -> DEQUANTIZE or DENSIFY."""
-    for _ in range(3):
-        if t is None or t.is_constant:
-            return t
-        writer = graph.producer(t)
-        if writer is None or writer.type not in ("DEQUANTIZE", "QUANTIZE", "DENSIFY"):
-            return None
-        t = graph.inputs_of(writer)[0]
-    return None
-
-
-def weight_stats(t: Tensor, axis: int) -> dict[str, Any] | None:
-    """Zero fraction and distinct values of a constant: per tensor and most in one channel (sparse
-    storage: the stored values plus the zeros it leaves out; no per-channel count)."""
-    if t.data is None or t.shape is None or t.dtype.numpy is None:
-        return None
-    if t.sparsity is not None:
-        stored = np.asarray(t.data)
-        total = int(np.prod(t.shape))
-        if total == 0:
-            return None
-        zeros = total - int(np.count_nonzero(stored))
-        return {
-            "zeros": zeros / total,
-            "unique": int(np.unique(np.append(stored, stored.dtype.type(0))).size),
-            "unique_per_channel_max": 0,
-        }
-    values = np.asarray(t.data)
-    if values.size == 0 or values.shape != t.shape:
-        return None
-    rows = np.moveaxis(values, axis, 0).reshape(values.shape[axis], -1) if values.ndim > axis else values.reshape(1, -1)
-    if values.dtype.itemsize == 1 and values.dtype.kind in "iu":  # int8/uint8: count, do not sort
-        offset = rows.astype(np.int64) - int(np.iinfo(values.dtype).min)
-        counts = np.bincount((np.arange(rows.shape[0])[:, None] * 256 + offset).ravel(), minlength=rows.shape[0] * 256)
-        present = counts.reshape(rows.shape[0], 256) > 0
-        unique, per_channel = int(present.any(axis=0).sum()), int(present.sum(axis=1).max())
-    else:
-        ordered = np.sort(rows, axis=1)
-        per_channel = int(((np.diff(ordered, axis=1) != 0).sum(axis=1) + 1).max())
-        unique = int(np.unique(ordered).size)
-    return {
-        "zeros": float(np.count_nonzero(values == 0) / values.size),
-        "unique": unique,
-        "unique_per_channel_max": per_channel if values.ndim > axis else 0,
-    }
-
-
 def op_label(graph: Graph, op: Op) -> str:
-    if op.name:
-        return op.name
-    outs = graph.outputs_of(op)
-    return outs[0].name if outs else op.type
+    """The name the viewer shows: the op's name, its first output's, or its type."""
+    return op_name(graph, op) or op.type
 
 
 def _tensor_data(t: Tensor, index: int, stats: dict[str, Any] | None) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from npupass.ir.graph import Graph, Model, Op, Tensor
-from npupass.passes.pattern import same_quant_values
+from npupass.ir.quant import same_quant_values
 from npupass.tflite_schema import non_default_options
 from npupass.view.data import op_label
 

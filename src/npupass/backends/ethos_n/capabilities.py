@@ -9,7 +9,7 @@ on the CPU) or Unsupported. Where SUPPORTED.md and SupportQueries.cpp disagree, 
 maps TFLite ops onto the library (armnn-ethos-n-backend/EthosNLayerSupport.cpp, EthosNTensorUtils.cpp).
 
 One `OpParams` per op (geometry, tensors, quantization) serves the checker and the report, and the
-geometry is the same code legalize-ethos-n uses to rewrite (npupass.passes.legalize_ethos_n).
+geometry is the same code legalize-ethos-n uses to rewrite (backends/ethos_n/geometry.py).
 """
 
 from __future__ import annotations
@@ -21,15 +21,11 @@ from functools import cached_property
 
 import numpy as np
 
+from npupass.backends.ethos_n.geometry import explicit_padding, max_pool_stride1_problem, max_pool_stride2_problem
 from npupass.ir.graph import Graph, Op, Tensor
+from npupass.ir.ops import WEIGHTED_OPS, same_padding
 from npupass.ir.types import DType
-from npupass.passes.legalize_ethos_n import (
-    explicit_padding,
-    max_pool_stride1_problem,
-    max_pool_stride2_problem,
-    same_padding,
-)
-from npupass.passes.pattern import WEIGHTED_OPS, fused_activation
+from npupass.passes.pattern import fused_activation
 
 
 class Level(enum.IntEnum):
@@ -178,13 +174,29 @@ class OpParams:
     @cached_property
     def padding(self) -> tuple[int, int, int, int]:
         """(top, bottom, left, right), as Arm NN's TFLite parser makes explicit (for TRANSPOSE_CONV,
-        SAME padding computed on the output, as the library does)."""
-        if "explicit_padding" in self.op.provenance:
-            return tuple(self.op.provenance["explicit_padding"])
+        SAME padding computed on the output, as the library does). A VALID conv or pool reading a PAD
+        of height and width only gets that padding: Arm NN folds such a PAD into the op after it."""
         h, w = self.hw
         if self.type == "TRANSPOSE_CONV":
             h, w = self.y.shape[1], self.y.shape[2]  # type: ignore[index]
-        return explicit_padding(self.op.options.get("padding", "VALID"), h, w, *self.kernel, *self.stride)
+        padding = self.op.options.get("padding", "VALID")
+        if padding == "VALID" and (folded := _folded_pad(self.graph, self.x)) is not None:
+            return folded
+        return explicit_padding(padding, h, w, *self.kernel, *self.stride)
+
+
+def _folded_pad(graph: Graph, x: Tensor) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right) of a PAD writing `x` (read by nothing else) that pads only height and width."""
+    pad = graph.producer(x)
+    if pad is None or pad.type != "PAD" or len(graph.consumers(x)) != 1:
+        return None
+    amounts = graph.inputs_of(pad)[1] if len(graph.inputs_of(pad)) > 1 else None
+    if amounts is None or amounts.data is None or amounts.data.shape != (4, 2):
+        return None
+    rows = [[int(v) for v in row] for row in np.asarray(amounts.data)]
+    if rows[0] != [0, 0] or rows[3] != [0, 0]:
+        return None
+    return rows[1][0], rows[1][1], rows[2][0], rows[2][1]
 
 
 def _scale(t: Tensor) -> float:

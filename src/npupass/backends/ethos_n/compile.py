@@ -17,11 +17,12 @@ from npupass.backends.tflite import serialize_tflite
 from npupass.errors import NpupassError
 from npupass.fileio import atomic_write_all
 from npupass.frontends import load_model
+from npupass.ir.analysis import has_fake_quant
 from npupass.ir.graph import Model
 from npupass.ir.types import DType
 from npupass.passes import DEFAULT_PIPELINE as CORE_PIPELINE
 from npupass.passes import PassManager, PipelineResult
-from npupass.passes.manager import has_fake_quant, parse_pipeline
+from npupass.passes.manager import parse_pipeline
 from npupass.passes.partition import partition
 
 DEFAULT_PIPELINE = ["legalize-ethos-n"]

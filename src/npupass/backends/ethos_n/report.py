@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from npupass.backends.ethos_n.capabilities import Level, Variant, check_op, level_of
+from npupass.ir.analysis import label
 from npupass.ir.graph import Graph
-from npupass.passes.manager import label
 from npupass.passes.partition import Partition
 
 

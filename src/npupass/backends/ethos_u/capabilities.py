@@ -15,6 +15,7 @@ from functools import cached_property
 import numpy as np
 
 from npupass.ir.graph import Graph, Op, Tensor
+from npupass.ir.ops import same_padding
 from npupass.ir.types import DType
 
 
@@ -384,11 +385,7 @@ def _same_padding(v: OpView) -> tuple[int, int]:
         kw, kh = _kernel(v)
     sw, sh = _strides(v)
     _, ih, iw, _ = _shape(ifm)
-
-    def total(size: int, k: int, s: int) -> int:
-        return max((-(-size // s) - 1) * s + k - size, 0)
-
-    return total(iw, kw, sw), total(ih, kh, sh)
+    return sum(same_padding(iw, kw, sw)), sum(same_padding(ih, kh, sh))
 
 
 @constraint("stride-1-to-3", "strides must be 1, 2 or 3", "Kernel stride must be in the range (1,3).")

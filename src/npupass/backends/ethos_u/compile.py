@@ -14,9 +14,10 @@ from npupass.backends.ethos_u.capabilities import npu_reasons
 from npupass.backends.ethos_u.vela import VelaConfig, VelaResult, compile_vela, inference_seconds, vela_setup
 from npupass.backends.targets import Target
 from npupass.errors import NpupassError
+from npupass.ir.analysis import has_fake_quant, label, op_name
 from npupass.ir.graph import Graph, Model, Op
 from npupass.passes import PassManager, PipelineResult
-from npupass.passes.manager import has_fake_quant, label, op_name, parse_pipeline
+from npupass.passes.manager import parse_pipeline
 from npupass.passes.partition import CPU, NPU, Partition, partition
 
 BASE_PIPELINE = ["fold-batch-norm", "fuse-activations"]

@@ -18,11 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from npupass.ir.analysis import label, weight_source
 from npupass.ir.graph import Graph, Model, Op, Tensor
+from npupass.ir.ops import WEIGHTED_OPS
+from npupass.ir.quant import is_quantized
 from npupass.ir.types import DType
-from npupass.passes.manager import label
-from npupass.passes.pattern import WEIGHTED_OPS, input_at, is_quantized
-from npupass.view.data import weight_source
+from npupass.passes.pattern import input_at
 
 MIN_1X1_ZEROS = 2 / 3
 NOTE = "XNNPACK skips its sparse path on x86 CPUs with AVX: qualification only, no latency measured"

@@ -20,8 +20,8 @@ from npupass.frontends.onnx.importer import (
     identity,
 )
 from npupass.ir.graph import Op, Tensor
+from npupass.ir.quant import same_quant_values
 from npupass.ir.types import DType, Quantization
-from npupass.passes.pattern import same_quant_values
 
 
 def attrs(node: Any) -> dict[str, Any]:

@@ -5,8 +5,9 @@ same model: the rules that touch arithmetic prove it by evaluating both sides wi
 arithmetic (QuantizeMultiplier, SaturatingRoundingDoublingHighMul, RoundingDivideByPOT) for every
 one of the 256 int8 inputs of every channel, and decline when the two differ anywhere.
 
-The Ethos-N geometry facts the rules rely on (SAME padding, the stride-2 max-pool forms) live here
-and the Ethos-N capability table reads them from here, so a rule and the checker cannot disagree.
+The Ethos-N geometry facts the rules rely on (SAME padding, the stride-2 max-pool forms) live in
+backends/ethos_n/geometry.py, which the capability table reads too; LiteRT's int8 arithmetic lives in
+ir/kernels.py.
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from npupass.backends.ethos_n.geometry import (
+    NO_PAD,
+    explicit_padding,
+    max_pool_stride1_problem,
+    max_pool_stride2_problem,
+)
 from npupass.ir.graph import Graph, Op, Tensor
+from npupass.ir.kernels import activation_range, add_int8, f32, mul_int8, multiply_half_up, quantize_multiplier
+from npupass.ir.ops import same_padding
 from npupass.ir.types import DType, Quantization
 from npupass.passes.manager import Match, RewritePass, Rule, register
 from npupass.passes.pattern import (
@@ -31,181 +40,6 @@ from npupass.passes.pattern import (
     sole_use_problem,
 )
 from npupass.tflite_schema import default_options
-
-# --- geometry shared with backends/ethos_n/capabilities.py ------------------------------------------------
-
-
-def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TFLite's SAME padding along one axis as (before, after): the extra pixel goes after."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
-def explicit_padding(padding: str, h: int, w: int, kh: int, kw: int, sh: int, sw: int) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) of a TFLite SAME or VALID window op on an h x w input."""
-    if padding != "SAME":
-        return 0, 0, 0, 0
-    top, bottom = same_padding(h, kh, sh)
-    left, right = same_padding(w, kw, sw)
-    return top, bottom, left, right
-
-
-NO_PAD = (0, 0, 0, 0)
-PAD_AFTER = (0, 1, 0, 1)
-# The stride-2 max pools the support library runs (SupportQueries.cpp, IsPoolingSupported):
-# pool size -> the paddings it accepts.
-MAX_POOL_STRIDE_2 = {1: (NO_PAD,), 2: (NO_PAD, PAD_AFTER), 3: (NO_PAD, PAD_AFTER)}
-MAX_POOL_3X3_MAX_WIDTH = 417
-
-
-def max_pool_stride2_problem(k: int, pad: tuple[int, int, int, int], h: int, w: int) -> str | None:
-    """Why Ethos-N does not run a k x k stride-2 max pool with padding `pad` on an h x w input."""
-    if pad not in MAX_POOL_STRIDE_2.get(k, ()):
-        return f"pool {k}x{k} with padding {list(pad)} is not 1x1, 2x2 or 3x3 with no padding or one after"
-    even = h % 2 == 0 and w % 2 == 0
-    odd = h % 2 == 1 and w % 2 == 1
-    if k == 2 and pad == NO_PAD and not even:
-        return f"2x2 unpadded needs an even input, not {h}x{w}"
-    if k == 2 and pad == PAD_AFTER and not odd:
-        return f"2x2 padded needs an odd input, not {h}x{w}"
-    if k == 3 and w > MAX_POOL_3X3_MAX_WIDTH:
-        return f"3x3 input width {w} > {MAX_POOL_3X3_MAX_WIDTH}"
-    if k == 3 and pad == NO_PAD and not odd:
-        return f"3x3 unpadded needs an odd input, not {h}x{w}"
-    if k == 3 and pad == PAD_AFTER and not even:
-        return f"3x3 padded needs an even input, not {h}x{w}"
-    return None
-
-
-def max_pool_stride1_problem(kh: int, kw: int, padding: str) -> str | None:
-    """Why Ethos-N does not run a stride-1 max pool of this size (VALID <= 9, SAME <= 17)."""
-    limit = 9 if padding == "VALID" else 17
-    if kh > limit or kw > limit:
-        return f"pool {kh}x{kw} {padding} is larger than {limit}x{limit}"
-    return None
-
-
-# --- LiteRT's int8 arithmetic (tensorflow/lite/kernels/internal/common.h) ---------------------------------
-
-
-def quantize_multiplier(real: float) -> tuple[int, int]:
-    """QuantizeMultiplier: `real` as a Q31 significand and a power-of-two exponent."""
-    if real == 0.0:
-        return 0, 0
-    q, shift = math.frexp(real)
-    fixed = int(math.copysign(math.floor(abs(q) * 2**31 + 0.5), q))  # TfLiteRound: half away from zero
-    if fixed == 2**31:
-        fixed //= 2
-        shift += 1
-    if shift < -31:
-        return 0, 0
-    return fixed, shift
-
-
-def _high_mul(a: np.ndarray, b: int) -> np.ndarray:
-    """SaturatingRoundingDoublingHighMul on int64 arrays (C++ integer division truncates)."""
-    ab = a.astype(np.int64) * np.int64(b)
-    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    num = ab + nudge
-    result = np.sign(num) * (np.abs(num) // (1 << 31))
-    return np.where((a == b) & (a == -(2**31)), 2**31 - 1, result)
-
-
-def _divide_by_pot(x: np.ndarray, exponent: int) -> np.ndarray:
-    """RoundingDivideByPOT: x / 2^exponent rounded half away from zero."""
-    mask = (1 << exponent) - 1
-    remainder = x & mask
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> exponent) + (remainder > threshold)
-
-
-def _to_int32(x: np.ndarray) -> np.ndarray:
-    return np.clip(x, -(2**31), 2**31 - 1)
-
-
-def multiply(x: np.ndarray, multiplier: int, shift: int) -> np.ndarray:
-    """MultiplyByQuantizedMultiplier (double rounding)."""
-    left, right = max(shift, 0), max(-shift, 0)
-    return _divide_by_pot(_high_mul(_to_int32(x * (1 << left)), multiplier), right)
-
-
-def multiply_half_up(x: np.ndarray, multiplier: int, shift: int) -> np.ndarray:
-    """What LiteRT's optimized int8 depthwise kernel computes (measured, x86 build): the doubling
-    high multiply, then a rounding right shift that rounds ties up (NEON's vrshl), not away from 0."""
-    left, right = max(shift, 0), max(-shift, 0)
-    high = _high_mul(_to_int32(x * (1 << left)), multiplier)
-    return (high + (1 << right >> 1)) >> right
-
-
-def _f32(x: float) -> float:
-    return float(np.float32(x))
-
-
-def activation_range(act: str, t: Tensor) -> tuple[int, int]:
-    """CalculateActivationRangeQuantized for the output tensor `t`."""
-    assert t.quant is not None and t.dtype.numpy is not None
-    info = np.iinfo(t.dtype.numpy)
-    scale, zp = _f32(t.quant.scale[0]), int(t.quant.zero_point[0])
-
-    def q(value: float) -> int:
-        return zp + int(math.copysign(math.floor(abs(_f32(value / scale)) + 0.5), value))
-
-    low, high = int(info.min), int(info.max)
-    if act == "RELU":
-        low = max(low, q(0.0))
-    elif act == "RELU6":
-        low, high = max(low, q(0.0)), min(high, q(6.0))
-    elif act == "RELU_N1_TO_1":
-        low, high = max(low, q(-1.0)), min(high, q(1.0))
-    return low, high
-
-
-def mul_int8(
-    x: np.ndarray, xq: tuple[float, int], c: np.ndarray, cq: tuple[float, int], out: Tensor, act: str
-) -> np.ndarray:
-    """LiteRT's int8 MUL of x (per-tensor) by c, output quantized like `out`."""
-    assert out.quant is not None
-    real = _f32(_f32(_f32(xq[0]) * _f32(cq[0])) / _f32(out.quant.scale[0]))  # float arithmetic in mul.cc
-    m, s = quantize_multiplier(real)
-    low, high = activation_range(act, out)
-    raw = multiply((x - xq[1]) * (c - cq[1]), m, s) + int(out.quant.zero_point[0])
-    return np.clip(raw, low, high)
-
-
-def add_int8(
-    x: np.ndarray, xq: tuple[float, int], d: np.ndarray, dq: tuple[float, int], out: Tensor, act: str
-) -> np.ndarray:
-    """LiteRT's int8 ADD (left shift 20, both inputs to twice the larger scale, then to the output)."""
-    assert out.quant is not None
-    s1, s2, so = _f32(xq[0]), _f32(dq[0]), _f32(out.quant.scale[0])
-    twice_max = 2 * max(s1, s2)
-    m1, e1 = quantize_multiplier(s1 / twice_max)
-    m2, e2 = quantize_multiplier(s2 / twice_max)
-    mo, eo = quantize_multiplier(twice_max / _f32((1 << 20) * so))
-    a = _divide_by_pot(_high_mul((x - xq[1]) * (1 << 20), m1), -e1)
-    b = _divide_by_pot(_high_mul((d - dq[1]) * (1 << 20), m2), -e2)
-    raw = _divide_by_pot(_high_mul(a + b, mo), -eo) + int(out.quant.zero_point[0])
-    low, high = activation_range(act, out)
-    return np.clip(raw, low, high)
-
-
-def depthwise_int8(
-    x: np.ndarray, xq: tuple[float, int], w: np.ndarray, w_scale: np.ndarray, bias: np.ndarray, out: Tensor, act: str
-) -> np.ndarray:
-    """LiteRT's int8 1x1 DEPTHWISE_CONV_2D: per channel (x - zx) * w + b, multiplier s_x * s_w / s_out."""
-    assert out.quant is not None
-    low, high = activation_range(act, out)
-    result = np.empty(np.broadcast_shapes(x.shape, w.shape), dtype=np.int64)
-    for c in range(w.shape[-1]):
-        real = float(
-            np.float64(np.float32(xq[0])) * np.float64(w_scale[c]) / np.float64(np.float32(out.quant.scale[0]))
-        )
-        m, s = quantize_multiplier(real)
-        acc = (x[..., 0] - xq[1]) * int(w[..., c].reshape(-1)[0]) + int(bias[c])
-        result[..., c] = multiply_half_up(acc, m, s) + int(out.quant.zero_point[0])
-    return np.clip(result, low, high)
-
 
 # --- rules ---------------------------------------------------------------------------------------------------
 
@@ -359,10 +193,10 @@ def _mul_hints(graph: Graph, m: AffineMatch, xq: tuple[float, int]) -> list[tupl
     operands = _affine_operands(graph, mul, m.x.shape[-1])
     assert operands is not None
     ints, (cs, cz) = operands
-    so = _f32(out.quant.scale[0])
-    real = _f32(_f32(_f32(xq[0]) * _f32(cs)) / so)
+    so = f32(out.quant.scale[0])
+    real = f32(f32(f32(xq[0]) * f32(cs)) / so)
     wanted = quantize_multiplier(real)
-    scale = np.float32(real * so / _f32(xq[0]))
+    scale = np.float32(real * so / f32(xq[0]))
     for _ in range(16):  # walk ulps until the depthwise multiplier is the MUL's
         got = quantize_multiplier(float(np.float64(np.float32(xq[0])) * np.float64(scale) / np.float64(so)))
         if got == wanted:
