@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from make_keras_models import DEFAULT_CACHE, ensure_models
 
+from npupass.backends.base import Target, parse_target
 from npupass.backends.ethos_u.compile import compile_ethos_u
 from npupass.backends.ethos_u.vela import VelaConfig, compile_vela, inference_seconds
-from npupass.backends.targets import Target, parse_target
 from npupass.frontends import load_model
 
 FIXTURES = Path(__file__).parent.parent / "tests" / "models"

@@ -9,14 +9,18 @@ import pytest
 from ethos_n_graphs import act, model, op
 from rewrites import MODELS
 
-from npupass.backends.ethos_n.compile import FOLD_PIPELINE, split_pipeline
+from npupass.backends.ethos_n.compile import split_pipeline
 from npupass.backends.tflite import serialize_tflite
 from npupass.cli import main
 from npupass.frontends import load_model
 from npupass.ir.graph import Graph, Tensor
 from npupass.ir.types import DType
+from npupass.passes.policy import CANONICALIZE, FOLD_FAKE_QUANT
 
 FIXTURE = MODELS / "mbv2_ethos_n_int8.tflite"
+
+
+FOLD_PIPELINE = [*CANONICALIZE, FOLD_FAKE_QUANT]
 
 
 def test_compile_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from rewrites import MODELS
 
+from npupass.backends.base import parse_target
 from npupass.backends.ethos_u.compile import compile_ethos_u
 from npupass.backends.ethos_u.vela import VelaConfig, VelaError, compile_vela
-from npupass.backends.targets import parse_target
 from npupass.cli import main
 from npupass.frontends import load_model
 

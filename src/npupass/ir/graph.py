@@ -345,6 +345,11 @@ class Model:
     source_format: str = "tflite"
     buffer_storage: str = "inline"
     """Where the source file kept constant buffers: "inline" (in the flatbuffer) or "external" (after it)."""
+    canonical: bool = True
+    """Whether the graph is in a converter's canonical form (activations fused, batch norms folded); False
+    for an op-by-op translation (the ONNX import), which the default pipelines canonicalize."""
+    source_path: str | None = None
+    """The file the model was read from, if any (reports name it)."""
 
     @property
     def main(self) -> Graph:

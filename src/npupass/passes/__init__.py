@@ -16,8 +16,10 @@ from npupass.passes.manager import (
     available_passes,
     run_passes,
 )
+from npupass.passes.policy import CANONICALIZE, FOLD_FAKE_QUANT
 
-DEFAULT_PIPELINE = "fold-batch-norm,fuse-activations,fold-fake-quant"
+# What a quantization-aware export needs (npupass.passes.policy decides per model and target).
+DEFAULT_PIPELINE = ",".join([*CANONICALIZE, FOLD_FAKE_QUANT])
 
 __all__ = [
     "DEFAULT_PIPELINE",

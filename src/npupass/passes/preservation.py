@@ -21,8 +21,6 @@ from npupass.ir.graph import Model, Tensor
 from npupass.ir.ops import WEIGHTED_OPS
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from npupass.passes.manager import Pass, Verifier
 
 
@@ -126,22 +124,3 @@ class PreservationReport:
             ],
             "problems": self.problems,
         }
-
-
-def render(console: Console, report: PreservationReport) -> None:
-    """One row per weight: zeros / distinct values / most in one channel, at each stage."""
-    from rich.table import Table
-
-    table = Table(title="Preservation (zeros, distinct values, most per channel)", title_justify="left")
-    table.add_column("weight")
-    for stage in report.stages:
-        table.add_column(stage)
-    for name in report.weights:
-        cells = []
-        for snap in report.snapshots:
-            s = snap.get(name)
-            cells.append("-" if s is None else f"{s.zeros:.0%} {s.unique}/{s.unique_per_channel_max or '-'}")
-        table.add_row(name, *cells)
-    console.print(table)
-    for problem in report.problems:
-        console.print(f"[red]not preserved[/red]: {problem}")

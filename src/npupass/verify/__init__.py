@@ -28,6 +28,7 @@ def verify_files(
     model_b = load_model(b)  # our readers validate each file before an interpreter sees it
     _refuse_huge_tensors(model_a, a)
     _refuse_huge_tensors(model_b, b)
+    tolerance = tolerance or default_tolerance(model_a, model_b)
     ranges = float_input_ranges(model_a) if model_a.source_format == "tflite" else {}
     ref_a, ref_b = _reference(model_a, a, delegates), _reference(model_b, b, delegates)
     if isinstance(ref_a, OnnxRuntimeModel) and isinstance(ref_b, LiteRTModel):
@@ -35,6 +36,18 @@ def verify_files(
     elif isinstance(ref_b, OnnxRuntimeModel) and isinstance(ref_a, LiteRTModel):
         ref_b = AsTflite(ref_b, ref_a, _layout(model_a))  # type: ignore[assignment]
     return compare(ref_a, ref_b, samples, seed, tolerance, ranges, progress)  # type: ignore[arg-type]
+
+
+def default_tolerance(a: Model, b: Model) -> Tolerance:
+    """The tolerance for comparing `a` with `b`: exact-ish within one interpreter; across onnxruntime and
+    LiteRT, floats within 1e-4 and quantized outputs within 2 output steps (the two round differently)."""
+    if (a.source_format == "onnx") == (b.source_format == "onnx"):
+        return Tolerance()
+    from npupass.verify.passes import output_steps
+
+    tflite = b if a.source_format == "onnx" else a
+    step = max(output_steps(tflite), default=0.0)
+    return Tolerance(atol=max(2 * step, 1e-5), rtol=1e-4, max_steps=2)
 
 
 def _layout(model: Model) -> dict[str, list[list[int]]] | None:
@@ -77,6 +90,7 @@ __all__ = [
     "ReferenceError",
     "Tolerance",
     "compare",
+    "default_tolerance",
     "float_input_ranges",
     "make_inputs",
     "verify_files",

@@ -1,56 +1,46 @@
-"""`npupass compile MODEL --target ethos-u55-128`: passes, partition, Vela, and a report of what runs where."""
+"""Compiling for Ethos-U: passes, partition, Vela, and a report of what runs where."""
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from npupass.backends.base import RefusedModelError, Target
 from npupass.backends.ethos_u.capabilities import npu_reasons
 from npupass.backends.ethos_u.vela import VelaConfig, VelaResult, compile_vela, inference_seconds, vela_setup
-from npupass.backends.targets import Target
-from npupass.errors import NpupassError
-from npupass.ir.analysis import has_fake_quant, label, op_name
+from npupass.ir.analysis import FLOAT, FP16_WEIGHTS, float_model, label, op_name
 from npupass.ir.graph import Graph, Model, Op
 from npupass.passes import PassManager, PipelineResult
-from npupass.passes.manager import parse_pipeline
 from npupass.passes.partition import CPU, NPU, Partition, partition
+from npupass.passes.policy import TargetNeeds, default_pipeline, pipeline_options
 
-BASE_PIPELINE = ["fold-batch-norm", "fuse-activations"]
+# Batch-norm folding and fusion always (they shrink the NPU's work), fold-fake-quant to int8 when the model
+# carries fake quantization.
+NEEDS = TargetNeeds(canonicalize="always", integer=True)
 TOP_LAYERS = 10
 
 
-class FloatModelError(NpupassError):
+class FloatModelError(RefusedModelError):
     """A float model without quantization: Vela would leave every op on the CPU."""
 
 
-def default_pipeline(model: Model) -> list[str]:
-    """Batch-norm folding and fusion, then fold-fake-quant when the model carries fake quantization.
-
-    fold-fake-quant runs last because it needs IR-only ops (an ONNX BATCH_NORM) lowered first; the
-    PassManager reruns the others after it until nothing changes.
-    """
-    return BASE_PIPELINE + (["fold-fake-quant"] if has_fake_quant(model) else [])
-
-
 def refuse_float(model: Model) -> None:
-    """Raise FloatModelError when the main graph's activations are float with nothing to quantize them with.
+    """Raise FloatModelError when the main graph computes in float (ir.analysis.float_model).
 
     A dynamic-range model (int8 weights, float activations) counts as float: the NPU needs integer activations.
     """
-    graph = model.main
-    if has_fake_quant(model):
+    kind = float_model(model)
+    if kind is None:
         return
-    activations = [t for t in graph.tensors if not t.is_constant]
-    if any(t.quant is not None and t.quant.is_affine and not t.dtype.is_float for t in activations):
-        return
-    n = sum(1 for _ in graph.iter_ops())
+    n = sum(1 for _ in model.main.iter_ops())
+    what = {
+        FLOAT: "the model's activations are float with no quantization information",
+        FP16_WEIGHTS: "the model is a float model (fp16 weights)",
+    }.get(kind, f"the model is {kind}")
     raise FloatModelError(
-        f"the model's activations are float with no quantization information, so Vela would run none of its {n} "
+        f"{what}, so Vela would run none of its {n} "
         "ops on the NPU (the Ethos-U NPU computes in int8/int16 and Vela does not quantize); export it with "
         "quantization-aware "
         "training (FAKE_QUANT or QUANTIZE/DEQUANTIZE pairs) or convert it to full int8 with a representative "
@@ -91,7 +81,7 @@ def compile_ethos_u(
     model: Model,
     target: Target,
     config: VelaConfig,
-    passes: str | None = None,
+    passes: list[str] | None = None,
     tick: Callable[[float], None] | None = None,
     isolate: bool = True,
 ) -> EthosUCompile:
@@ -101,9 +91,8 @@ def compile_ethos_u(
     start = time.perf_counter()
     vela_setup(config)  # a bad --system-config or --config fails before any work
     refuse_float(model)
-    names = parse_pipeline(passes) if passes else default_pipeline(model)
-    options = {"fold-fake-quant": {"io": "int8"}} if "fold-fake-quant" in names else {}
-    pipeline = PassManager(names, options=options).run(model)
+    names = passes or default_pipeline(model, NEEDS)
+    pipeline = PassManager(names, options=pipeline_options(names, NEEDS)).run(model)
     graph = model.main
     predicted = partition(graph, lambda g, op: npu_reasons(g, op, target.core))
     tflite = serialize_tflite(model)
@@ -130,7 +119,7 @@ def _cpu_ops(result: EthosUCompile) -> list[dict[str, Any]]:
     return rows
 
 
-def report_json(result: EthosUCompile, source: Path, output: Path) -> dict[str, Any]:
+def report_json(result: EthosUCompile, source: str, output: str) -> dict[str, Any]:
     graph, ops, vela = result.model.main, result.ops, result.vela
     setup = vela_setup(result.config)
     seconds = inference_seconds(vela, result.config)
@@ -139,8 +128,8 @@ def report_json(result: EthosUCompile, source: Path, output: Path) -> dict[str, 
         cycles_per_op[layer.source_index] = cycles_per_op.get(layer.source_index, 0) + layer.cycles
     busiest = sorted((i for i in cycles_per_op if cycles_per_op[i] > 0), key=lambda i: -cycles_per_op[i])
     return {
-        "input": str(source),
-        "output": str(output),
+        "input": source,
+        "output": output,
         "target": result.target.name,
         "vela": {
             "accelerator": result.config.accelerator,
@@ -246,37 +235,3 @@ def render(report: dict[str, Any], console: Any) -> None:
         console.print(table)
     took = report["seconds"]
     console.print(f"wrote {report['output']} (npupass {took['npupass']:.2f} s, Vela {took['vela']:.2f} s)")
-
-
-def run(args: argparse.Namespace, target: Target) -> int:
-    """The CLI: load, compile, write `<stem>_vela.tflite` and report.json into the output directory."""
-    from npupass.cli import _console, _progress_label
-    from npupass.fileio import atomic_write_all
-    from npupass.frontends import load_model
-
-    source = Path(args.model)
-    outdir = Path(args.output_dir)
-    if outdir.exists() and not outdir.is_dir():
-        raise NpupassError(f"{outdir}: exists and is not a directory")
-    config = VelaConfig(
-        accelerator=target.name,
-        config_files=(args.config,) if args.config else (),
-        system_config=args.system_config,
-        memory_mode=args.memory_mode,
-        optimise=args.optimise,
-    )
-    if args.config and not Path(args.config).is_file():  # Vela itself would print a traceback
-        what = "is not a file" if Path(args.config).exists() else "no such Vela configuration file"
-        raise NpupassError(f"{args.config}: {what}")
-    model = load_model(source)
-    with _progress_label(f"compiling for {target.name}") as update:  # a spinner when stderr is a terminal
-        tick = None if update is None else (lambda elapsed: update(f"Vela, {elapsed:.1f} s"))
-        result = compile_ethos_u(model, target, config, passes=args.passes, tick=tick)
-    output = outdir / f"{source.stem}_vela.tflite"
-    report = report_json(result, source, output)
-    atomic_write_all({output: result.vela.model, outdir / "report.json": json.dumps(report, indent=2).encode() + b"\n"})
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        render(report, _console())
-    return 0

@@ -1,81 +1,66 @@
-"""`npupass compile MODEL --target xnnpack [--fp16]`: the sparse TFLite for XNNPACK, and its report.
+"""Compiling for XNNPACK: the sparse TFLite and its report.
 
-Writes OUTDIR/<stem>_xnnpack.tflite (encode-sparsity's output: bit-identical outputs to MODEL
-unless --fp16) and OUTDIR/report.json: the sizes, what each pass did, the preservation report,
-whether XNNPACK's sparse path would apply (per conv, with the reason when not) and the outputs
-checked in LiteRT with the default delegate (XNNPACK) and with the builtin kernels.
+The model is encode-sparsity's output (bit-identical outputs to the input unless fp16); the report has
+the sizes, what each pass did, the preservation report, whether XNNPACK's sparse path would apply (per
+conv, with the reason when not) and the outputs checked in LiteRT with the default delegate (XNNPACK)
+and with the builtin kernels.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from npupass.backends.targets import Target
+from npupass.backends.base import Target
 from npupass.backends.tflite import serialize_tflite
 from npupass.backends.xnnpack.qualify import NOTE, qualify
 from npupass.errors import NpupassError
-from npupass.fileio import atomic_write_all
-from npupass.frontends import load_model
+from npupass.ir.graph import Model
 from npupass.passes import PassManager
-from npupass.passes.manager import parse_pipeline
-from npupass.passes.preservation import PreservationReport, render
+from npupass.passes.policy import TargetNeeds, default_pipeline
+from npupass.passes.preservation import PreservationReport
+from npupass.view.console import render_preservation
 
-DEFAULT_PIPELINE = "encode-sparsity"
-ONNX_PIPELINE = "fold-batch-norm,fuse-activations,encode-sparsity"
+NEEDS = TargetNeeds(then=("encode-sparsity",))
 SAMPLES = 3
 
 
-def run(args: argparse.Namespace, target: Target) -> int:
-    src = Path(args.model)
-    out_dir = Path(args.output_dir)
-    model = load_model(src)
-    names = parse_pipeline(args.passes or (ONNX_PIPELINE if model.source_format == "onnx" else DEFAULT_PIPELINE))
+def compile_xnnpack(
+    model: Model, target: Target, passes: list[str] | None = None, fp16: bool = False
+) -> tuple[dict[str, Any], bytes]:
+    """Run the pipeline on `model` (in place) and check the result: (report.json data, the model's bytes)."""
+    original = Path(model.source_path).read_bytes() if model.source_path else serialize_tflite(model)
+    names = passes or default_pipeline(model, NEEDS)
     options: dict[str, dict[str, Any]] = {}
-    if args.fp16:
+    if fp16:
         if "encode-sparsity" not in names:
             raise NpupassError("--fp16 applies to encode-sparsity, which is not in --passes")
         options["encode-sparsity"] = {"fp16": True}
     preservation = PreservationReport()
     pipeline = PassManager(names, options=options).run(model, verify=preservation)
     data = serialize_tflite(model)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise NpupassError(f"{out_dir} exists and is not a directory")
-    out = out_dir / f"{src.stem}_xnnpack.tflite"
-    if out.exists() and out.resolve() == src.resolve():
-        raise NpupassError(f"refusing to overwrite the input model {src}; choose another output directory")
     qualification = qualify(model)
     report: dict[str, Any] = {
-        "input": str(src),
-        "output": str(out),
+        "input": model.source_path or "",
+        "output": f"{Path(model.source_path or 'model').stem}_xnnpack.tflite",
         "target": target.name,
-        "fp16": bool(args.fp16),
-        "input_bytes": src.stat().st_size,
+        "fp16": fp16,
+        "input_bytes": len(original),
         "output_bytes": len(data),
         "pipeline": pipeline.to_json(),
         "preservation": preservation.to_json(),
         "sparse_path": qualification.to_json(),
-        "verify": _verify(src, data, exact=not args.fp16) if model.source_format == "tflite" else None,
+        "verify": _verify(original, data, exact=not fp16) if model.source_format == "tflite" else None,
     }
-    atomic_write_all({out: data, out_dir / "report.json": json.dumps(report, indent=2).encode() + b"\n"})
-    if args.json:
-        sys.stdout.write(json.dumps(report, indent=2) + "\n")
-    else:
-        _render(report, preservation)
-    failed = report["verify"] is not None and not all(v.get("ok") for v in report["verify"].values())
-    return 1 if failed else 0
+    return report, data
 
 
-def _verify(src: Path, data: bytes, exact: bool) -> dict[str, Any]:
+def _verify(original: bytes, data: bytes, exact: bool) -> dict[str, Any]:
     """Outputs of the written model against the input's, in LiteRT with and without XNNPACK."""
     from npupass.verify import Tolerance, compare
     from npupass.verify.litert import LiteRTModel, ReferenceError
 
     result: dict[str, Any] = {}
-    original = src.read_bytes()
     for delegates, key in (("default", "xnnpack_delegate"), ("none", "builtin_kernels")):
         try:
             a, b = LiteRTModel(original, delegates), LiteRTModel(data, delegates)
@@ -89,19 +74,16 @@ def _verify(src: Path, data: bytes, exact: bool) -> dict[str, Any]:
     return result
 
 
-def _render(report: dict[str, Any], preservation: PreservationReport) -> None:
+def render_report(report: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
-    from npupass.cli import _console
-
-    console = _console()
     rewrites = {k: v for p in report["pipeline"]["passes"] for k, v in p["rewrites"].items()}
     console.print(
         f"wrote {report['output']} ({report['output_bytes']:,} bytes; input {report['input_bytes']:,}, "
         f"{report['output_bytes'] / max(1, report['input_bytes']):.3f}x)"
         + (f"; rewrites: {', '.join(f'{k} {v}' for k, v in sorted(rewrites.items()))}" if rewrites else "")
     )
-    render(console, preservation)
+    render_preservation(console, report["preservation"])
     sparse = report["sparse_path"]
     table = Table(title="XNNPACK sparse path", title_justify="left")
     for col in ("conv", "kind", "sparse path", "why not"):

@@ -319,7 +319,7 @@ class Importer:
             "outputs": [list(self._output_perms[info.name]) for info in g.output],
         }
         metadata = [(LAYOUT_METADATA, json.dumps(layout).encode())]
-        return Model([self.graph], signatures=[signature], metadata=metadata, source_format="onnx")
+        return Model([self.graph], signatures=[signature], metadata=metadata, source_format="onnx", canonical=False)
 
     def _convert(self, node: Any) -> None:
         where = f"ONNX {node.op_type} '{node.name or node.output[0]}'"

@@ -1,0 +1,202 @@
+"""The `npupass` command: a thin face over the library (npupass.api). Nothing imports this package."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from npupass import __version__
+from npupass.backends.base import Option, backends
+from npupass.cli.commands import (
+    EXIT_ERROR,
+    EXIT_OK,
+    cmd_compile,
+    cmd_convert,
+    cmd_diff,
+    cmd_info,
+    cmd_passes,
+    cmd_targets,
+    cmd_verify,
+    cmd_view,
+)
+from npupass.errors import NpupassError
+
+
+def _target_families() -> str:
+    from npupass.backends.base import _families
+
+    return _families(backends())
+
+
+def _add_backend_options(parser: argparse.ArgumentParser) -> None:
+    """One argument group per backend, built from the options it declares."""
+    seen: set[str] = set()
+    for backend in backends():
+        declared = [o for o in backend.options if o.name not in seen]
+        if not declared:
+            continue
+        group = parser.add_argument_group(backend.option_group or f"{backend.name} options")
+        for option in declared:
+            seen.add(option.name)
+            _add_option(group, option)
+
+
+def _add_option(group: argparse._ArgumentGroup, option: Option) -> None:
+    if option.type is bool:
+        group.add_argument(option.flag, dest=option.name, action="store_true", help=option.help)
+        return
+    group.add_argument(
+        option.flag,
+        dest=option.name,
+        type=option.type,
+        default=option.default,
+        choices=option.choices,
+        metavar=option.metavar,
+        help=option.help,
+    )
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="npupass", description="Graph-rewriting compiler passes for TFLite models and NPUs."
+    )
+    parser.add_argument("--version", action="version", version=f"npupass {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    info = sub.add_parser("info", help="summarize a model: ops, tensors, parameters, quantization")
+    info.add_argument("model", help="a .tflite file")
+    info.add_argument("--json", action="store_true", help="print the summary as JSON")
+    info.add_argument(
+        "--max-ops", type=int, default=200, metavar="N", help="ops to list in the table (0: all; default 200)"
+    )
+    info.set_defaults(func=cmd_info)
+
+    convert = sub.add_parser("convert", help="read a model, optionally run passes, and write it as TFLite")
+    convert.add_argument("model", help="the input model, .tflite or .onnx (never modified)")
+    convert.add_argument("-o", "--output", required=True, help="the .tflite file to write (written atomically)")
+    convert.add_argument(
+        "--buffers",
+        choices=("auto", "inline", "external"),
+        default="auto",
+        help="where constants go: inside the flatbuffer, after it, or as in the input (default)",
+    )
+    convert.add_argument(
+        "--passes",
+        metavar="LIST",
+        help="comma-separated passes to run, e.g. fold-batch-norm,fuse-activations,fold-fake-quant "
+        "(see `npupass passes`)",
+    )
+    convert.add_argument(
+        "--io",
+        choices=("float", "int8"),
+        help="fold-fake-quant: keep float graph inputs/outputs (QUANTIZE/DEQUANTIZE at the ends; default) "
+        "or make them int8",
+    )
+    convert.add_argument(
+        "--keep-nchw-io",
+        action="store_true",
+        help="ONNX input: keep 4-D inputs and outputs NCHW (default: NHWC, as TFLite runs them)",
+    )
+    convert.add_argument(
+        "--explain",
+        action="store_true",
+        help="list every declined rewrite with its reason, and where new ops came from",
+    )
+    convert.add_argument(
+        "--no-check", dest="check", action="store_false", help="skip the structural IR check after each pass"
+    )
+    convert.add_argument(
+        "--verify",
+        action="store_true",
+        help="compare outputs in LiteRT: after each pass with --passes (naming the first pass that changed them), "
+        "else output against input",
+    )
+    convert.add_argument("--samples", type=_positive, default=3, help="seeded inputs for --verify (default 3)")
+    convert.add_argument("--seed", type=int, default=0, help="first seed for --verify (default 0)")
+    convert.add_argument("--json", action="store_true", help="print the result as JSON")
+    convert.add_argument(
+        "--preservation",
+        action="store_true",
+        help="with --passes: per weight, zeros and distinct values before and after each pass",
+    )
+    convert.set_defaults(func=cmd_convert)
+
+    comp = sub.add_parser(
+        "compile",
+        help="compile a model for an NPU or CPU target and report what runs where",
+        description=f"Compile MODEL (.tflite or .onnx, never modified) for --target: {_target_families()}. "
+        "`npupass targets` lists every target.",
+    )
+    comp.add_argument("model", help="the input model, .tflite or .onnx (never modified)")
+    comp.add_argument("--target", required=True, help="e.g. ethos-u55-128, ethos-n78, xnnpack")
+    comp.add_argument("-o", "--output-dir", default="output", metavar="OUTDIR", help="where to write (default: output)")
+    comp.add_argument("--passes", metavar="LIST", help="run these passes instead of the target's default pipeline")
+    comp.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_backend_options(comp)
+    comp.set_defaults(func=cmd_compile)
+
+    targets = sub.add_parser("targets", help="list the compile targets with one-line descriptions")
+    targets.add_argument("--json", action="store_true", help="print the list as JSON")
+    targets.set_defaults(func=cmd_targets)
+
+    passes = sub.add_parser("passes", help="list the passes with one-line descriptions")
+    passes.add_argument("--json", action="store_true", help="print the list as JSON")
+    passes.set_defaults(func=cmd_passes)
+
+    view = sub.add_parser("view", help="show a model: terminal, JSON, offline HTML, DOT or SVG")
+    view.add_argument("model", help="a .tflite file")
+    view.add_argument("--passes", metavar="LIST", help="show the model after these passes")
+    view.add_argument("--diff", action="store_true", help="with --passes: show what the passes changed")
+    view.add_argument("--metrics", metavar="FILE", help='JSON {"op name": {"metric": number}} to show and colour by')
+    view.add_argument("--html", metavar="OUT", help="write one self-contained HTML page (works offline)")
+    view.add_argument("--dot", metavar="OUT", help="write Graphviz DOT text")
+    view.add_argument("--svg", metavar="OUT", help="write SVG (needs Graphviz's dot; else the DOT text is written)")
+    view.add_argument("--json", action="store_true", help="print the view as JSON")
+    view.add_argument("--max-ops", type=int, default=0, metavar="N", help="ops to list in the terminal (0: all)")
+    view.set_defaults(func=cmd_view)
+
+    diff = sub.add_parser("diff", help="what changed between two models: ops removed, added, changed")
+    diff.add_argument("a", help="the model before")
+    diff.add_argument("b", help="the model after")
+    diff.add_argument("--json", action="store_true", help="print the difference as JSON")
+    diff.add_argument("--html", metavar="OUT", help="write B as an HTML page with the changes marked")
+    diff.set_defaults(func=cmd_diff)
+
+    verify = sub.add_parser("verify", help="compare two TFLite models on seeded inputs in LiteRT")
+    verify.add_argument("a", help="the reference model")
+    verify.add_argument("b", help="the model to check")
+    verify.add_argument("--samples", type=_positive, default=3, help="number of seeded inputs (default 3)")
+    verify.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    verify.add_argument("--atol", type=float, default=1e-6, help="absolute float tolerance (default 1e-6)")
+    verify.add_argument("--rtol", type=float, default=1e-5, help="relative float tolerance (default 1e-5)")
+    verify.add_argument("--max-steps", type=int, default=0, help="allowed integer difference in steps (default 0)")
+    verify.add_argument(
+        "--delegates",
+        choices=("none", "default"),
+        default="none",
+        help="none: LiteRT's builtin kernels (default); default: with LiteRT's default delegate (XNNPACK)",
+    )
+    verify.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    verify.set_defaults(func=cmd_verify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args))
+    except NpupassError as exc:
+        print(f"npupass: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("npupass: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK

@@ -1,0 +1,56 @@
+"""Pipeline policy, in one place: which passes a model needs before a target's own passes, decided from
+what the model holds (IR-only ops, fake quantization, whether it is in a converter's canonical form),
+never from the file format it came in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from npupass.ir.analysis import has_fake_quant
+from npupass.ir.graph import Model
+from npupass.ir.ops import IR_ONLY_OPS
+
+CANONICALIZE = ["fold-batch-norm", "fuse-activations"]
+FOLD_FAKE_QUANT = "fold-fake-quant"
+
+
+@dataclass(frozen=True)
+class TargetNeeds:
+    """What a target asks of the pipeline.
+
+    `canonicalize`: "always" runs batch-norm folding and activation fusion on every model (they make the
+    NPU's work smaller); "when-needed" only on models that are not yet in canonical form or hold IR-only ops.
+    `integer`: fake quantization is folded into a fully-int8 model with int8 I/O (NPUs compute in integers).
+    `then`: the target's own passes, appended.
+    """
+
+    canonicalize: str = "when-needed"
+    integer: bool = False
+    then: tuple[str, ...] = ()
+
+
+def needs_canonicalization(model: Model) -> bool:
+    """Whether the model holds IR-only ops or is an op-by-op translation a converter has not canonicalized."""
+    ir_only = any(op.type in IR_ONLY_OPS for g in model.subgraphs for op in g.iter_ops())
+    return ir_only or not model.canonical
+
+
+def default_pipeline(model: Model, target: TargetNeeds | None = None) -> list[str]:
+    """The passes to run on `model` for `target` (None: a plain conversion, which keeps a canonical model
+    exactly as it is and canonicalizes, and folds the fake quantization of, a translated one)."""
+    needs = target or TargetNeeds()
+    names: list[str] = []
+    if needs.canonicalize == "always" or needs_canonicalization(model):
+        names += CANONICALIZE
+    fold = has_fake_quant(model) and (needs.integer or (target is None and not model.canonical))
+    if fold:
+        names = (names or CANONICALIZE) + [FOLD_FAKE_QUANT]
+    return names + [n for n in needs.then if n not in names]
+
+
+def pipeline_options(names: list[str], target: TargetNeeds | None = None) -> dict[str, dict[str, Any]]:
+    """Pass options a target implies: an integer target folds fake quantization with int8 I/O."""
+    if target is not None and target.integer and FOLD_FAKE_QUANT in names:
+        return {FOLD_FAKE_QUANT: {"io": "int8"}}
+    return {}
