@@ -10,6 +10,7 @@ from npupass.ir.graph import Graph
 from npupass.passes import PASSES, PassManager, PassVerificationError, PipelineError, available_passes, run_passes
 from npupass.passes.manager import Context, Pass
 from npupass.passes.pattern import input_at, new_constant
+from npupass.verify.passes import PassVerifier
 
 
 class NegateBias(Pass):
@@ -121,7 +122,7 @@ def test_verify_names_the_first_pass_that_changed_the_outputs(monkeypatch: pytes
         if op.options["fused_activation_function"] != "NONE":
             unfuse(model.main, op)
     with pytest.raises(PassVerificationError) as err:
-        PassManager("fuse-activations,negate-bias").run(model, verify=True)
+        PassManager("fuse-activations,negate-bias").run(model, verify=PassVerifier())
     assert err.value.pass_name == "negate-bias"
     assert str(err.value).startswith("pass negate-bias changed the outputs: max relative error ")
 

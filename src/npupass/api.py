@@ -189,7 +189,7 @@ def _run_passes(
         observer = report = PreservationReport(inner=verifier)
     result = ConvertResult(model)
     try:
-        result.pipeline = manager.run(model, verify=observer or False, progress=progress)
+        result.pipeline = manager.run(model, verify=observer, progress=progress)
     except PassVerificationError as failure:
         result.failure, result.failed_pass = str(failure), failure.pass_name
     result.pass_checks = [c.to_json() for c in verifier.checks] if verifier else []

@@ -275,8 +275,9 @@ class PassManager:
 
     A pass runs again whenever another pass changed the model after it last ran, until every pass has
     seen the final model (at most `max_rounds` times each). With `check=True` the IR's structural check
-    runs after every pass; `verify` (True or a Verifier) compares outputs in LiteRT after every pass
-    that changed the model and raises PassVerificationError naming the first pass that changed them.
+    runs after every pass; `verify` (a Verifier, e.g. npupass.verify.passes.PassVerifier, injected so that
+    passes never import the interpreters) compares outputs in LiteRT after every pass that changed the
+    model and raises PassVerificationError naming the first pass that changed them.
     """
 
     def __init__(
@@ -298,10 +299,10 @@ class PassManager:
     def run(
         self,
         model: Model,
-        verify: bool | Verifier = False,
+        verify: Verifier | None = None,
         progress: Callable[[str], None] | None = None,
     ) -> PipelineResult:
-        verifier = _verifier(verify)
+        verifier = verify
         if verifier is not None:
             verifier.start(model)
         results = [PassResult(p.name) for p in self.passes]
@@ -368,18 +369,10 @@ def _check_structure(p: Pass, model: Model) -> None:
             raise PipelineError(f"pass {p.name} left graph '{graph.name}' malformed: {found[0]}")
 
 
-def _verifier(verify: bool | Verifier) -> Verifier | None:
-    if verify is True:
-        from npupass.verify.passes import PassVerifier  # verify sits above passes; imported only when asked
-
-        return PassVerifier()
-    return verify or None
-
-
 def run_passes(
     model: Model,
     pipeline: str | Sequence[str],
-    verify: bool | Verifier = False,
+    verify: Verifier | None = None,
     options: dict[str, dict[str, Any]] | None = None,
 ) -> PipelineResult:
     """Run `pipeline` on `model` in place: `run_passes(model, "fold-batch-norm,fuse-activations")`."""
