@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from npupass.ir.graph import Graph, Op, Tensor
+from npupass.ir.quant import saturate_int32
 from npupass.ir.types import DType, Quantization
 from npupass.passes.manager import Context, Pass, PipelineError, label, register
 from npupass.passes.pattern import WEIGHTED_OPS, new_constant
@@ -221,7 +222,7 @@ def _replace_weights(
     if bias is not None and x is not None and x.quant is not None and bias.quant is not None:
         old = np.broadcast_to(bias.quant.scale.astype(np.float64), scales32.shape)
         new_scale = float(x.quant.scale[0]) * scales32.astype(np.float64)
-        ints = np.clip(np.round(np.asarray(bias.data, dtype=np.float64) * old / new_scale), -(2**31), 2**31 - 1)
+        ints = saturate_int32(np.round(np.asarray(bias.data, dtype=np.float64) * old / new_scale))
         new_b = new_constant(bias.name, ints, DType.INT32, Quantization(new_scale.astype(np.float32), zeros, 0))
         graph.set_input(op, where.bias, new_b)
         graph.drop_unused(bias)

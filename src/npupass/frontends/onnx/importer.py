@@ -19,6 +19,7 @@ import numpy as np
 
 from npupass.errors import ModelFormatError, UnsupportedFeatureError
 from npupass.ir.graph import Graph, Model, Op, Signature, Tensor
+from npupass.ir.quant import along_axis
 from npupass.ir.types import DType, Quantization
 from npupass.tflite_schema import default_options
 
@@ -66,11 +67,11 @@ class Quantized:
 
     def real(self) -> np.ndarray:
         """The float values the model computes with (what DequantizeLinear yields)."""
-        shape = [1] * self.data.ndim
+        scale, zp = self.scale.astype(np.float64), self.zero_point.astype(np.float64)
         if self.axis is not None:
-            shape[self.axis] = -1
-        scale = self.scale.astype(np.float64).reshape(shape if self.axis is not None else ())
-        zp = self.zero_point.astype(np.float64).reshape(shape if self.axis is not None else ())
+            scale, zp = along_axis(scale, self.data.ndim, self.axis), along_axis(zp, self.data.ndim, self.axis)
+        else:
+            scale, zp = scale.reshape(()), zp.reshape(())
         ints = self.data.astype(np.float64)
         if self.fake:
             info = np.iinfo(self.storage.numpy)
