@@ -27,10 +27,17 @@ class FloatModelError(RefusedModelError):
 
 
 def refuse_float(model: Model) -> None:
-    """Raise FloatModelError when the main graph computes in float (ir.analysis.float_model).
+    """Raise FloatModelError when the main graph computes in float (ir.analysis.float_model), and
+    RefusedModelError for a model Vela already compiled.
 
     A dynamic-range model (int8 weights, float activations) counts as float: the NPU needs integer activations.
     """
+    vela_ops = sum(1 for op in model.main.iter_ops() if op.type == "CUSTOM" and op.custom_code == "ethos-u")
+    if vela_ops:
+        raise RefusedModelError(
+            f"the model is already compiled by Vela (it holds {vela_ops} ethos-u "
+            f"operator{'s' if vela_ops > 1 else ''}); compile the model you gave Vela instead"
+        )
     kind = float_model(model)
     if kind is None:
         return

@@ -32,7 +32,8 @@ class Xnnpack(Backend):
     ) -> CompileResult:
         data, tflite = compile_xnnpack(model, target, passes, fp16=bool(options.get("fp16")))
         checks = data["verify"]
-        equivalent = None if checks is None else all(v.get("ok") for v in checks.values())
+        verdicts = [v["ok"] for v in (checks or {}).values()]  # None: LiteRT could not run a model
+        equivalent = False if False in verdicts else None if None in verdicts or not verdicts else True
         report = Report(target.name, data, equivalent=equivalent)
         return CompileResult(target.name, report, {data["output"]: tflite}, {"output": data["output"]})
 

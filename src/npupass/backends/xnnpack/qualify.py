@@ -22,7 +22,6 @@ from npupass.ir.analysis import label, weight_source
 from npupass.ir.graph import Graph, Model, Op, Tensor
 from npupass.ir.ops import WEIGHTED_OPS
 from npupass.ir.quant import is_quantized
-from npupass.ir.types import DType
 from npupass.passes.pattern import input_at
 
 MIN_1X1_ZEROS = 2 / 3
@@ -204,8 +203,11 @@ def qualify(model: Model) -> Qualification:
     graph = model.main
     q = Qualification()
     weights = [(op, _weight(graph, op)) for op in graph.ops if op.type in ("CONV_2D", "DEPTHWISE_CONV_2D")]
-    if any(w is not None and w.dtype is DType.INT8 for _, w in weights) or any(is_quantized(t) for t in graph.inputs):
-        q.reasons.append("quantized int8 model; the sparse path runs fp32 and fp16 models only")
+    integer = {str(w.dtype).lower() for _, w in weights if w is not None and not w.dtype.is_float}
+    integer |= {str(t.dtype).lower() for t in graph.inputs if is_quantized(t)}
+    if integer:
+        kinds = "/".join(sorted(integer))
+        q.reasons.append(f"quantized {kinds} model; the sparse path runs fp32 and fp16 models only")
     elif not _sparse_request(graph):
         q.reasons.append("no DENSIFY of a sparse weight: the model does not ask for the sparse path")
     if not _global_exit(graph):
