@@ -24,14 +24,22 @@ in any traversal order. It can become CONCATENATION (channel axis) of CONV_2Ds o
 output channels, each with its own DENSIFY and u8 output-channel indices: every output channel is
 computed on its own, so the outputs keep their bits (LiteRT, XNNPACK and builtin kernels, measured).
 
-Options: `threshold` (skip weights with fewer zeros than this fraction) and `fp16` (float weights
-become FLOAT16, sparse or dense, followed by DEQUANTIZE to float32: halves the values, not exact).
+The TF converter's own encoding (`EXPERIMENTAL_SPARSITY`: every dim DENSE in order but the last,
+SPARSE_CSR; FULLY_CONNECTED's 1x4 float / 1x16 int8 blocks where they are nearly as sparse as the
+elements) is always among the candidates wherever LiteRT runs it bit-exactly, so no weight is stored
+larger than the converter stores it, nor larger than dense. `EncodeSparsity.sizes` (and
+`weight_sizes`) says, per weight, the bytes of each.
+
+Options: `threshold` (skip weights with fewer zeros than this fraction), `fp16` (float weights
+become FLOAT16, sparse or dense, followed by DEQUANTIZE to float32: halves the values, not exact)
+and `like_converter` (store each weight exactly as the TF converter would: for comparisons).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -250,6 +258,56 @@ def best_encoding(data: np.ndarray) -> Encoding | None:
     return encoding
 
 
+# --- the TF converter's own choice (EXPERIMENTAL_SPARSITY: MLIR DenseToSparsePass, TF 2.21) ----------
+CONVERTER_MIN_ZEROS = 0.3  # below this the converter keeps a weight dense
+# FULLY_CONNECTED's blocks the converter tries, and how close the block sparsity must come to the
+# element sparsity (block zeros / element zeros > ratio) for it to keep the FC native, without DENSIFY
+CONVERTER_FC_BLOCK = {DType.FLOAT32: (4, 0.9), DType.FLOAT16: (4, 0.9), DType.INT8: (16, 0.8)}
+
+
+@dataclass
+class ConverterStyle:
+    """How the TF converter stores a weight: "dense", "densify" (sparse + DENSIFY) or "fc-native"
+    (FULLY_CONNECTED reading 1xN blocks itself), with its encoding and its bytes in the file."""
+
+    kind: str
+    encoding: Encoding | None
+    nbytes: int
+
+    def describe(self) -> str:
+        return self.kind if self.encoding is None else f"{self.kind} {self.encoding.layout.describe()}"
+
+
+def converter_layout(shape: tuple[int, ...], block: int = 1) -> Layout:
+    """The converter's layout: dims in their own order, every level DENSE but the last original
+    dim's, which is SPARSE_CSR; a block (FULLY_CONNECTED only) on dim 1, as a trailing DENSE level."""
+    n = len(shape)
+    if block == 1:
+        return Layout(tuple(range(n)), formats=(DENSE,) * (n - 1) + (CSR,))
+    return Layout(tuple(range(n)), (1,), (block,), (DENSE,) * (n - 1) + (CSR, DENSE))
+
+
+def converter_style(data: np.ndarray, op_type: str, dtype: DType, densify_bytes: int) -> ConverterStyle:
+    """What `EXPERIMENTAL_SPARSITY` writes for weight `data` of an `op_type`, and its bytes (the
+    DENSIFY it adds counted as `densify_bytes`). Its rules: rank 2 or 4, at least 30% zeros; a
+    FULLY_CONNECTED weight whose 1x4 (float) / 1x16 (int8) block sparsity is close enough to its
+    element sparsity stays native; everything else is CSR over the last dim behind a DENSIFY."""
+    dense = ConverterStyle("dense", None, int(data.nbytes))
+    if data.ndim not in (2, 4) or data.size == 0:
+        return dense
+    zeros = 1.0 - np.count_nonzero(nonzero_mask(data)) / data.size
+    if zeros < CONVERTER_MIN_ZEROS:
+        return dense
+    if op_type == "FULLY_CONNECTED" and data.ndim == 2 and dtype in CONVERTER_FC_BLOCK:
+        block, ratio = CONVERTER_FC_BLOCK[dtype]
+        if data.shape[1] % block == 0:
+            blocked = encode(data, converter_layout(data.shape, block))
+            if (1.0 - blocked.values.size / data.size) / zeros > ratio:
+                return ConverterStyle("fc-native", blocked, blocked.nbytes)
+    enc = encode(data, converter_layout(data.shape))
+    return ConverterStyle("densify", enc, enc.nbytes + densify_bytes)
+
+
 def native_fc_block(data: np.ndarray, block: int) -> Encoding | None:
     """FULLY_CONNECTED's own block-sparse form: [O, I] as DENSE O, CSR I/block, DENSE block."""
     if data.ndim != 2 or data.shape[1] % block:
@@ -284,6 +342,46 @@ class _Plan:
     split: int = 1
     parts: list[tuple[Encoding, np.ndarray]] = dataclasses.field(default_factory=list)  # split-conv
 
+    def describe(self) -> str:
+        if self.kind == "split-conv":
+            return f"split-conv {len(self.parts)} parts: " + "; ".join(e.layout.describe() for e, _ in self.parts)
+        if self.kind == "fc-as-conv" and self.encoding is not None:
+            return f"fc-as-conv {list(self.values.shape)} {self.encoding.layout.describe()}"
+        return self.kind if self.encoding is None else f"{self.kind} {self.encoding.layout.describe()}"
+
+
+@dataclass
+class _Row:
+    """One weight's sizes: dense, as chosen and as the TF converter stores it (bytes in the file:
+    values, index arrays and the ops and tensors an encoding adds, the latter estimated)."""
+
+    op: str
+    tensor: str
+    shape: tuple[int, ...]
+    dtype: str
+    zeros: float
+    dense_bytes: int
+    chosen: str = "dense"
+    chosen_bytes: int = -1
+    converter: str = "dense"
+    converter_bytes: int = -1
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "op": self.op,
+            "tensor": self.tensor,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "zeros": round(self.zeros, 4),
+            "dense_bytes": self.dense_bytes,
+            "chosen": self.chosen,
+            "chosen_bytes": self.chosen_bytes if self.chosen_bytes >= 0 else self.dense_bytes,
+            "converter": self.converter,
+            "converter_bytes": self.converter_bytes if self.converter_bytes >= 0 else self.dense_bytes,
+            "note": self.note,
+        }
+
 
 @register
 class EncodeSparsity(Pass):
@@ -296,11 +394,13 @@ class EncodeSparsity(Pass):
     name = "encode-sparsity"
     summary = "store pruned weights sparse (CSR + DENSIFY, FC blocks) where it is smaller; exact"
 
-    def __init__(self, threshold: float = 0.0, fp16: bool = False) -> None:
+    def __init__(self, threshold: float = 0.0, fp16: bool = False, like_converter: bool = False) -> None:
         if not 0.0 <= float(threshold) <= 1.0:
             raise PipelineError(f"encode-sparsity threshold must be a fraction in [0, 1], not {threshold}")
         self.threshold = float(threshold)
         self.fp16 = bool(fp16)
+        self.like_converter = bool(like_converter)  # store every weight as the TF converter would
+        self.sizes: list[_Row] = []  # every weight this pass weighed, in the order it met them
 
     def run_on_graph(self, graph: Graph, ctx: Context) -> None:
         for op in graph.ops:
@@ -340,14 +440,32 @@ class EncodeSparsity(Pass):
                 data = half
         zeros = 1.0 - np.count_nonzero(nonzero_mask(data)) / max(1, data.size)
         dense_fallback = _Plan("dense-fp16", None, data) if fp16 else None
+        overhead = DENSIFY_OVERHEAD + 2 * len(w.name)
+        row = _Row(label(graph, op), w.name, tuple(data.shape), w.dtype.name, zeros, int(np.asarray(w.data).nbytes))
+        self.sizes.append(row)
         if zeros < self.threshold or zeros == 0.0:
             if zeros > 0.0:
                 ctx.decline(
                     rule, f"{what} not encoded: {zeros:.0%} zeros, below the {self.threshold:.0%} threshold", op
                 )
             return dense_fallback
-        overhead = DENSIFY_OVERHEAD + 2 * len(w.name)
+        # the converter's own encoding, always a candidate where LiteRT runs it exactly
+        conv = converter_style(data, op.type, DType.FLOAT16 if fp16 else w.dtype, overhead)
+        row.converter, row.converter_bytes = conv.describe(), conv.nbytes
+        if self.like_converter:
+            if conv.encoding is None:
+                return dense_fallback
+            row.chosen, row.chosen_bytes = conv.describe(), conv.nbytes
+            return _Plan("fc-native" if conv.kind == "fc-native" else "densify", conv.encoding, data)
+        int8_fc = op.type == "FULLY_CONNECTED" and w.dtype is DType.INT8
         options: list[tuple[int, _Plan]] = []
+        if conv.encoding is not None:
+            if conv.kind == "fc-native" and int8_fc:
+                options.append((conv.nbytes, _Plan("fc-native", conv.encoding, data)))
+            elif not int8_fc:  # a float FC's own 1xN kernel sums in another order: DENSIFY keeps the bits
+                options.append((conv.encoding.nbytes + overhead, _Plan("densify", conv.encoding, data)))
+            else:
+                row.note = "the converter's DENSIFY -> int8 FULLY_CONNECTED fails in LiteRT's XNNPACK delegate"
         if op.type == "FULLY_CONNECTED":
             block = FC_NATIVE_BLOCK.get(w.dtype)
             native = native_fc_block(data, block) if block and not fp16 else None
@@ -361,7 +479,7 @@ class EncodeSparsity(Pass):
                 if enc is not None:
                     extra = _fc_as_conv_bytes(graph, op, data.shape[0])
                     options.append((enc.nbytes + overhead + extra, _Plan("fc-as-conv", enc, kernel, k)))
-            if w.dtype is not DType.INT8:
+            if not int8_fc:
                 enc = best_encoding(data)
                 if enc is not None:
                     options.append((enc.nbytes + overhead, _Plan("densify", enc, data)))
@@ -383,7 +501,7 @@ class EncodeSparsity(Pass):
                     options.append(split)
         if not options:
             return dense_fallback
-        cost, plan = min(options, key=lambda o: o[0])
+        cost, plan = min(options, key=lambda o: (o[0], o[1].kind != "densify"))
         if cost >= data.nbytes:
             ctx.decline(
                 rule,
@@ -395,6 +513,7 @@ class EncodeSparsity(Pass):
         for encoding, values in checks:
             if not exact(encoding, values):  # the guarantee, checked rather than assumed
                 raise PipelineError(f"encode-sparsity: internal error: {what} does not decode to itself")
+        row.chosen, row.chosen_bytes = plan.describe(), cost
         return plan
 
     # -- rewriting --------------------------------------------------------------------------------
@@ -443,6 +562,44 @@ class EncodeSparsity(Pass):
         graph.drop_unused(w)
 
 
+def weight_sizes(passes: Iterable[object]) -> list[dict[str, Any]]:
+    """Per weight, what encode-sparsity passes among `passes` (e.g. a PassManager's) weighed: dense
+    bytes, the chosen storage and its bytes, the converter's storage and its bytes (plain data for
+    reports; a weight weighed again in a later round counts once, as last weighed)."""
+    rows: dict[str, _Row] = {}
+    for p in passes:
+        if isinstance(p, EncodeSparsity):
+            for row in p.sizes:
+                rows.pop(row.tensor, None)
+                rows[row.tensor] = row
+    return [r.to_json() for r in rows.values()]
+
+
+def size_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """`weight_sizes` rows as text columns for a terminal table (sizes in bytes, ratios to dense),
+    the totals last."""
+    header = ["weight", "shape", "zeros", "dense", "chosen", "bytes", "converter", "bytes", "ours/conv."]
+    lines = []
+    for r in rows:
+        lines.append(
+            [
+                r["tensor"],
+                "x".join(map(str, r["shape"])),
+                f"{r['zeros']:.0%}",
+                f"{r['dense_bytes']:,}",
+                r["chosen"].split(" ")[0],
+                f"{r['chosen_bytes']:,}",
+                r["converter"].split(" ")[0],
+                f"{r['converter_bytes']:,}",
+                f"{r['chosen_bytes'] / max(1, r['converter_bytes']):.3f}",
+            ]
+        )
+    ours, conv = sum(r["chosen_bytes"] for r in rows), sum(r["converter_bytes"] for r in rows)
+    dense = sum(r["dense_bytes"] for r in rows)
+    lines.append(["total", "", "", f"{dense:,}", "", f"{ours:,}", "", f"{conv:,}", f"{ours / max(1, conv):.3f}"])
+    return header, lines
+
+
 def _fc_conv_problem(graph: Graph, op: Op, w: Tensor) -> str | None:
     """Why FULLY_CONNECTED `op` cannot become RESHAPE -> CONV_2D -> RESHAPE."""
     inputs = graph.inputs_of(op)
@@ -453,8 +610,8 @@ def _fc_conv_problem(graph: Graph, op: Op, w: Tensor) -> str | None:
         return f"weights format {op.options['weights_format']}"
     if x is None or x.shape is None or y.shape is None or any(d < 1 for d in (*x.shape, *y.shape)):
         return "its input or output shape is not static"
-    if x.shape_signature is not None and any(d < 0 for d in x.shape_signature):
-        return "its input has a dynamic dimension"
+    if _dynamic_batch(x) is None or _dynamic_batch(y) is None:
+        return "its input or output has a dynamic dimension other than the batch"
     if bias is None and w.dtype is not DType.FLOAT32 and (x.quant is None or w.quant is None):
         return "it has no bias and no quantization to give a zero bias"
     if len(graph.outputs_of(op)) != 1 or w.shape is None or len(w.shape) != 2:
@@ -466,6 +623,15 @@ def _fc_conv_problem(graph: Graph, op: Op, w: Tensor) -> str | None:
     if int(np.prod(y.shape)) != rows * w.shape[0]:
         return "its output shape does not match"
     return None
+
+
+def _dynamic_batch(t: Tensor) -> bool | None:
+    """Whether `t`'s first dim is dynamic (-1 in its shape signature, as Keras leaves the batch);
+    None when another dim is."""
+    sig = t.shape_signature
+    if sig is None or all(d >= 0 for d in sig):
+        return False
+    return None if any(d < 0 for d in sig[1:]) else True
 
 
 def _fc_as_conv_bytes(graph: Graph, op: Op, out_channels: int) -> int:
@@ -508,6 +674,12 @@ def _fc_as_conv(graph: Graph, fc: Op, kernel: Tensor, k: int) -> list[Op]:
     rows = int(np.prod(x.shape)) // columns
     x4 = Tensor(f"{x.name}_as_image", x.dtype, (rows, k, 1, columns // k), quant=x.quant)
     y4 = Tensor(f"{y.name}_as_image", y.dtype, (rows, 1, 1, out_channels), quant=y.quant)
+    x_shape, y_shape = list(x4.shape or ()), list(y.shape)
+    if _dynamic_batch(x):  # a dynamic batch stays dynamic: RESHAPE works the rows out at run time
+        x4.shape_signature, y4.shape_signature = (-1, k, 1, columns // k), (-1, 1, 1, out_channels)
+        x_shape[0] = -1
+    if _dynamic_batch(y):
+        y_shape = list(y.shape_signature or y.shape)
     conv_options: dict[str, Any] = default_options("Conv2DOptions") | {
         "padding": "VALID",
         "stride_w": 1,
@@ -516,14 +688,14 @@ def _fc_as_conv(graph: Graph, fc: Op, kernel: Tensor, k: int) -> list[Op]:
     }
     graph.remove_op(fc)
     into = graph.add_op(
-        Op("RESHAPE", {"new_shape": list(x4.shape or ())}, "ReshapeOptions"),
-        [x, new_constant(f"{x4.name}/shape", np.array(x4.shape), DType.INT32)],
+        Op("RESHAPE", {"new_shape": x_shape}, "ReshapeOptions"),
+        [x, new_constant(f"{x4.name}/shape", np.array(x_shape), DType.INT32)],
         [x4],
     )
     conv = graph.add_op(Op("CONV_2D", conv_options, "Conv2DOptions", version=3), [x4, kernel, bias], [y4])
     out = graph.add_op(
-        Op("RESHAPE", {"new_shape": list(y.shape)}, "ReshapeOptions"),
-        [y4, new_constant(f"{y.name}/shape", np.array(y.shape), DType.INT32)],
+        Op("RESHAPE", {"new_shape": y_shape}, "ReshapeOptions"),
+        [y4, new_constant(f"{y.name}/shape", np.array(y_shape), DType.INT32)],
         [y],
     )
     for op in (into, conv, out):
@@ -615,6 +787,8 @@ def _split_conv(graph: Graph, conv: Op, w: Tensor, parts: list[tuple[Encoding, n
                 f"{bias.name}_part{i}", np.asarray(bias.data)[lo:hi], bias.dtype, _slice_quant(bias.quant, lo, hi)
             )
         out = Tensor(f"{y.name}_part{i}", y.dtype, (*y.shape[:3], hi - lo), quant=y.quant)
+        if y.shape_signature is not None:
+            out.shape_signature = (*y.shape_signature[:3], hi - lo)
         part = Op("CONV_2D", dict(conv.options), conv.options_type, conv.version)
         new_ops.append(graph.add_op(part, [x, current, part_bias], [out]))
         outs.append(out)
