@@ -13,16 +13,19 @@ traversal order, every choice of CSR levels and dense blocks the runtime accepts
 smallest encoding only when it is smaller than the dense tensor plus DENSIFY's own tensor and op.
 
 FULLY_CONNECTED is special twice over (LiteRT 2.3, measured):
-- int8 weights in 1x16 blocks run natively (no DENSIFY);
+- int8 weights in 1x16 blocks run natively (no DENSIFY), but in LiteRT's builtin sparse kernel, whose
+  outputs differ from XNNPACK's dense FC (per-channel requantization): not used, not exact;
 - its XNNPACK delegate fails to prepare DENSIFY -> int8 FULLY_CONNECTED, and an FC weight's long
   input dim makes u16 indices. Such an FC becomes RESHAPE -> CONV_2D -> RESHAPE: a VALID conv whose
   kernel [O, k, 1, I/k] covers the whole reshaped input [B, k, 1, I/k] computes the same dot
   products in the same order, and I/k <= 256 makes the column indices u8.
 
-A CONV_2D whose weight dims are all > 256 (the [1280,1,1,320] head of MobileNetV2) has u16 indices
-in any traversal order. It can become CONCATENATION (channel axis) of CONV_2Ds over runs of <= 256
-output channels, each with its own DENSIFY and u8 output-channel indices: every output channel is
-computed on its own, so the outputs keep their bits (LiteRT, XNNPACK and builtin kernels, measured).
+An integer CONV_2D whose weight dims are all > 256 (the [1280,1,1,320] head of MobileNetV2) has u16
+indices in any traversal order. It can become CONCATENATION (channel axis) of CONV_2Ds over runs of
+<= 256 output channels, each with its own DENSIFY and u8 output-channel indices: every output channel
+is computed on its own and integer sums do not depend on their order, so the outputs keep their bits.
+Float convs are not split: LiteRT's builtin float GEMM blocks the sum over input channels by the
+problem's size, so a part can round differently from the whole (measured on [264,1,1,288]).
 
 The TF converter's own encoding (`EXPERIMENTAL_SPARSITY`: every dim DENSE in order but the last,
 SPARSE_CSR; FULLY_CONNECTED's 1x4 float / 1x16 int8 blocks where they are nearly as sparse as the
@@ -53,10 +56,11 @@ from npupass.tflite_schema import default_options
 
 DENSE, CSR = "DENSE", "SPARSE_CSR"
 BLOCK_SIZES = (2, 4, 8, 16)
-# Bytes DENSIFY adds besides the encoding: its op, the dense output tensor and the sparsity tables
-# (measured on LiteRT files: ~150 bytes plus the tensor name twice), so tiny gains stay dense.
-DENSIFY_OVERHEAD = 160
-FC_NATIVE_BLOCK = {DType.INT8: 16}  # LiteRT's FULLY_CONNECTED reads these blocks without DENSIFY
+# Bytes DENSIFY adds besides the encoding: its op, the dense output tensor, the sparsity tables
+# and one dimension-metadata table per level (an upper bound of what LiteRT files measure, plus the
+# tensor name twice), so tiny gains stay dense. The quantization stays on the dense tensor only:
+# DENSIFY copies raw values, and LiteRT (XNNPACK and builtin kernels) reads the scales downstream.
+DENSIFY_OVERHEAD, LEVEL_OVERHEAD = 200, 32
 MAX_FC_COLUMNS = 256  # u8 column indices for an FC rewritten as a conv
 MAX_PART_CHANNELS = 256  # u8 output-channel indices for each part of a split CONV_2D
 # Bytes each extra part of a split CONV_2D adds besides its DENSIFY: a CONV_2D op, its output
@@ -99,6 +103,11 @@ def index_bytes(s: Sparsity) -> int:
         (d.segments.nbytes if d.segments is not None else 0) + (d.indices.nbytes if d.indices is not None else 0)
         for d in s.dim_metadata
     )
+
+
+def densify_bytes(ndim: int, name: str) -> int:
+    """What a DENSIFY of a sparse `ndim`-D weight named `name` adds to a file besides the encoding."""
+    return DENSIFY_OVERHEAD + LEVEL_OVERHEAD * (ndim + 1) + 2 * len(name) + 16
 
 
 def index_width(largest: int) -> int:
@@ -440,7 +449,7 @@ class EncodeSparsity(Pass):
                 data = half
         zeros = 1.0 - np.count_nonzero(nonzero_mask(data)) / max(1, data.size)
         dense_fallback = _Plan("dense-fp16", None, data) if fp16 else None
-        overhead = DENSIFY_OVERHEAD + 2 * len(w.name)
+        overhead = densify_bytes(data.ndim, w.name)
         row = _Row(label(graph, op), w.name, tuple(data.shape), w.dtype.name, zeros, int(np.asarray(w.data).nbytes))
         self.sizes.append(row)
         if zeros < self.threshold or zeros == 0.0:
@@ -460,17 +469,13 @@ class EncodeSparsity(Pass):
         int8_fc = op.type == "FULLY_CONNECTED" and w.dtype is DType.INT8
         options: list[tuple[int, _Plan]] = []
         if conv.encoding is not None:
-            if conv.kind == "fc-native" and int8_fc:
-                options.append((conv.nbytes, _Plan("fc-native", conv.encoding, data)))
-            elif not int8_fc:  # a float FC's own 1xN kernel sums in another order: DENSIFY keeps the bits
+            if not int8_fc:  # a float FC's own 1xN kernel sums in another order: DENSIFY keeps the bits
                 options.append((conv.encoding.nbytes + overhead, _Plan("densify", conv.encoding, data)))
+            elif conv.kind == "fc-native":
+                row.note = "the converter's native int8 FC blocks: LiteRT's sparse kernel, not XNNPACK's bits"
             else:
                 row.note = "the converter's DENSIFY -> int8 FULLY_CONNECTED fails in LiteRT's XNNPACK delegate"
         if op.type == "FULLY_CONNECTED":
-            block = FC_NATIVE_BLOCK.get(w.dtype)
-            native = native_fc_block(data, block) if block and not fp16 else None
-            if native is not None:
-                options.append((native.nbytes, _Plan("fc-native", native, data)))
             problem = _fc_conv_problem(graph, op, w)
             if problem is None:
                 k = fc_split(data.shape[1])
@@ -495,7 +500,13 @@ class EncodeSparsity(Pass):
             enc = best_encoding(data)
             if enc is not None:
                 options.append((enc.nbytes + overhead, _Plan("densify", enc, data)))
-            if op.type == "CONV_2D" and data.shape[0] > MAX_PART_CHANNELS and _conv_split_problem(graph, op, w) is None:
+            integer = data.dtype.kind in "iu"  # a float part may sum in another order (module docstring)
+            if (
+                integer
+                and op.type == "CONV_2D"
+                and data.shape[0] > MAX_PART_CHANNELS
+                and _conv_split_problem(graph, op, w) is None
+            ):
                 split = _split_plan(data, graph, op, w)
                 if split is not None:
                     options.append(split)
@@ -535,7 +546,7 @@ class EncodeSparsity(Pass):
                 dtype,
                 stored_shape,
                 plan.encoding.values,
-                quant=w.quant,
+                quant=w.quant if plan.kind == "fc-native" else None,  # DENSIFY: on its output only
                 sparsity=plan.encoding.sparsity,
             )
         if plan.kind == "fc-native":
@@ -642,7 +653,7 @@ def _fc_as_conv_bytes(graph: Graph, op: Op, out_channels: int) -> int:
     names = 2 * (len(x.name) if x is not None else 0) + 2 * len(y.name) + 4 * 16
     tensors, ops, buffers = 4 * 72, 2 * 56, 2 * 48
     bias = 0 if _bias(graph, op) is not None else 72 + len(y.name) + 16 + _align16(4 * out_channels) + 48
-    return names + tensors + ops + buffers + bias
+    return names + tensors + ops + buffers + bias + 32
 
 
 def _align16(n: int) -> int:
@@ -741,7 +752,7 @@ def _split_plan(data: np.ndarray, graph: Graph, op: Op, w: Tensor) -> tuple[int,
         if enc is None:
             return None  # a part without zeros: the split is not the point here
         parts.append((enc, values))
-        cost += enc.nbytes + DENSIFY_OVERHEAD + 2 * (len(w.name) + 6)
+        cost += enc.nbytes + densify_bytes(values.ndim, w.name + "_part0")
         cost += SPLIT_PART_OVERHEAD + 3 * names if i else 0
     return cost, _Plan("split-conv", None, data, parts=parts)
 
@@ -773,7 +784,7 @@ def _split_conv(graph: Graph, conv: Op, w: Tensor, parts: list[tuple[Encoding, n
         dtype = DType.FLOAT16 if fp16 else w.dtype
         name = f"{w.name}_part{i}{'_fp16' if fp16 else ''}"
         quant = _slice_quant(w.quant, lo, hi)
-        stored = Tensor(name, dtype, tuple(values.shape), enc.values, quant=quant, sparsity=enc.sparsity)
+        stored = Tensor(name, dtype, tuple(values.shape), enc.values, quant=None, sparsity=enc.sparsity)
         current = Tensor(f"{name}_densified", dtype, tuple(values.shape), quant=quant)
         new_ops.append(graph.add_op(Op("DENSIFY", version=1), [stored], [current]))
         if fp16:
