@@ -3,6 +3,7 @@ outputs in LiteRT with XNNPACK (the default delegate) and with the builtin kerne
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -405,3 +406,22 @@ def test_never_larger_than_dense_or_the_converter_and_every_candidate_decodes(
             assert len(ours) <= len(serialize_tflite(like)), (what, row)
         if n % 2 == 0 or op_type != "CONV_2D":  # LiteRT: a sample of the cases (the slow part)
             assert_bit_identical(dense, ours)
+
+
+def test_compile_reports_the_bytes_of_every_weight(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from npupass.cli import main
+
+    model = MODELS / "pruned_mbv2s_int8.tflite"
+    assert main(["compile", str(model), "--target", "xnnpack", "-o", str(tmp_path), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["weights"]
+    assert len(rows) == 9 and {r["dtype"] for r in rows} == {"INT8"}  # 8 convs and the FC
+    for r in rows:
+        assert r["chosen_bytes"] <= r["dense_bytes"], r
+        if r["op"].startswith("FULLY_CONNECTED"):  # int8 FC: the converter's form is not exact in LiteRT
+            assert r["note"] and r["chosen"].startswith("fc-as-conv"), r
+        else:
+            assert r["chosen_bytes"] <= r["converter_bytes"], r
+    assert main(["compile", str(model), "--target", "xnnpack", "-o", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "weights (bytes: dense, as stored, as the TF converter stores them)" in text
+    assert text.count("densify") >= 6

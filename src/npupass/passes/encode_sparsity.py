@@ -586,21 +586,22 @@ def weight_sizes(passes: Iterable[object]) -> list[dict[str, Any]]:
     return [r.to_json() for r in rows.values()]
 
 
-def size_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """`weight_sizes` rows as text columns for a terminal table (sizes in bytes, ratios to dense),
-    the totals last."""
+def size_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], list[str]]:
+    """`weight_sizes` rows as text columns for a terminal table (sizes in bytes), the totals last,
+    and the notes that a `*` in the converter column points to."""
     header = ["weight", "shape", "zeros", "dense", "chosen", "bytes", "converter", "bytes", "ours/conv."]
     lines = []
     for r in rows:
+        name = r["tensor"].split(";")[-1]  # converter names join every fused op's name
         lines.append(
             [
-                r["tensor"],
+                name if len(name) <= 48 else "..." + name[-45:],
                 "x".join(map(str, r["shape"])),
                 f"{r['zeros']:.0%}",
                 f"{r['dense_bytes']:,}",
                 r["chosen"].split(" ")[0],
                 f"{r['chosen_bytes']:,}",
-                r["converter"].split(" ")[0],
+                r["converter"].split(" ")[0] + ("*" if r["note"] else ""),
                 f"{r['converter_bytes']:,}",
                 f"{r['chosen_bytes'] / max(1, r['converter_bytes']):.3f}",
             ]
@@ -608,7 +609,8 @@ def size_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     ours, conv = sum(r["chosen_bytes"] for r in rows), sum(r["converter_bytes"] for r in rows)
     dense = sum(r["dense_bytes"] for r in rows)
     lines.append(["total", "", "", f"{dense:,}", "", f"{ours:,}", "", f"{conv:,}", f"{ours / max(1, conv):.3f}"])
-    return header, lines
+    notes = sorted({f"* {r['note']}" for r in rows if r["note"]})
+    return header, lines, notes
 
 
 def _fc_conv_problem(graph: Graph, op: Op, w: Tensor) -> str | None:

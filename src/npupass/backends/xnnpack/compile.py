@@ -21,6 +21,7 @@ from npupass.errors import NpupassError
 from npupass.fileio import atomic_write_all
 from npupass.frontends import load_model
 from npupass.passes import PassManager
+from npupass.passes.encode_sparsity import size_table, weight_sizes
 from npupass.passes.manager import parse_pipeline
 from npupass.passes.preservation import PreservationReport, render
 
@@ -40,7 +41,8 @@ def run(args: argparse.Namespace, target: Target) -> int:
             raise NpupassError("--fp16 applies to encode-sparsity, which is not in --passes")
         options["encode-sparsity"] = {"fp16": True}
     preservation = PreservationReport()
-    pipeline = PassManager(names, options=options).run(model, verify=preservation)
+    manager = PassManager(names, options=options)
+    pipeline = manager.run(model, verify=preservation)
     data = serialize_tflite(model)
     if out_dir.exists() and not out_dir.is_dir():
         raise NpupassError(f"{out_dir} exists and is not a directory")
@@ -58,6 +60,7 @@ def run(args: argparse.Namespace, target: Target) -> int:
         "pipeline": pipeline.to_json(),
         "preservation": preservation.to_json(),
         "sparse_path": qualification.to_json(),
+        "weights": weight_sizes(manager.passes),
         "verify": _verify(src, data, exact=not args.fp16) if model.source_format == "tflite" else None,
     }
     atomic_write_all({out: data, out_dir / "report.json": json.dumps(report, indent=2).encode() + b"\n"})
@@ -102,6 +105,13 @@ def _render(report: dict[str, Any], preservation: PreservationReport) -> None:
         + (f"; rewrites: {', '.join(f'{k} {v}' for k, v in sorted(rewrites.items()))}" if rewrites else "")
     )
     render(console, preservation)
+    if report["weights"]:
+        header, rows, notes = size_table(report["weights"])
+        sizes = Table(*header, title="weights (bytes: dense, as stored, as the TF converter stores them)")
+        sizes.caption = "\n".join(notes) or None
+        for row in rows:
+            sizes.add_row(*row)
+        console.print(sizes)
     sparse = report["sparse_path"]
     table = Table(title="XNNPACK sparse path", title_justify="left")
     for col in ("conv", "kind", "sparse path", "why not"):
