@@ -201,7 +201,7 @@ def main() -> None:
     for style, pct in cases:
         if style not in STYLES:
             sys.exit(f"unknown style {style}; one of {', '.join(STYLES)}")
-        for (kind, sparse), p in build(style, pct).items():
+        for p in build(style, pct).values():
             print(f"{p.name}: {p.stat().st_size:,} bytes")
 
 

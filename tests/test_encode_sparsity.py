@@ -192,11 +192,10 @@ def test_fp16_halves_the_values_behind_dequantize() -> None:
         assert float(np.abs(ya - yb).max()) <= 1e-2 * float(np.abs(ya).max())
 
 
-def _wide_conv(int8: bool) -> Model:
-    """A 1x1 CONV_2D [600, 1, 1, 300] (RELU6) with 80% zeros: both weight dims are > 256."""
+def _wide_conv(int8: bool, size: int = 1, o: int = 600, i: int = 300) -> Model:
+    """A CONV_2D [o, size, size, i] (RELU6) with 80% zeros: both channel dims are > 256."""
     rng = np.random.default_rng(5)
-    o, i = 600, 300
-    w = rng.normal(size=(o, 1, 1, i))
+    w = rng.normal(size=(o, size, size, i))
     w[rng.random(w.shape) < 0.8] = 0
     b = rng.normal(size=o)
     options = default_options("Conv2DOptions") | {
@@ -224,9 +223,9 @@ def _wide_conv(int8: bool) -> Model:
 
 
 def test_an_int8_conv_wider_than_256_both_ways_is_split_by_output_channels() -> None:
-    # one encoding of [600, 1, 1, 300] needs u16 indices whichever dim is CSR; three parts of 200
+    # one encoding of [600, 3, 3, 300] needs u16 indices whichever dim is CSR; three parts of 200
     # output channels have u8 ones, and CONCATENATION puts the independent channels back together
-    model = _wide_conv(int8=True)
+    model = _wide_conv(int8=True, size=3)
     before = serialize_tflite(model)
     result = run_passes(model, "encode-sparsity")
     after = serialize_tflite(model)
@@ -234,7 +233,7 @@ def test_an_int8_conv_wider_than_256_both_ways_is_split_by_output_channels() -> 
     g = model.main
     assert sorted(op.type for op in g.ops) == ["CONCATENATION"] + ["CONV_2D"] * 3 + ["DENSIFY"] * 3
     parts = [t for t in g.tensors if t.sparsity is not None]
-    assert [t.shape for t in parts] == [(200, 1, 1, 300)] * 3
+    assert [t.shape for t in parts] == [(200, 3, 3, 300)] * 3
     for t in parts:
         assert t.sparsity is not None and t.sparsity.traversal_order[-1] == 0  # output channels are the CSR level
         csr = [d for d in t.sparsity.dim_metadata if d.format == CSR]
@@ -248,11 +247,30 @@ def test_an_int8_conv_wider_than_256_both_ways_is_split_by_output_channels() -> 
 
 def test_a_float_conv_is_not_split() -> None:
     # LiteRT's builtin float GEMM may sum a part's inputs in another order than the whole conv's
-    model = _wide_conv(int8=False)
+    model = _wide_conv(int8=False, size=3, o=264, i=260)
     before = serialize_tflite(model)
     result = run_passes(model, "encode-sparsity")
     assert dict(result.passes[0].rewrites) == {"densify": 1}
     assert_bit_identical(before, serialize_tflite(model))
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_a_wide_1x1_conv_becomes_a_conv_over_rows_of_pixels(int8: bool) -> None:
+    # [600, 1, 1, 300] over [1, 4, 4, 300] == RESHAPE([16, 2, 1, 150]) -> VALID conv [600, 2, 1, 150]
+    # -> RESHAPE([1, 4, 4, 600]): the same sums in the same order, and 150 columns take u8 indices
+    model = _wide_conv(int8)
+    before = serialize_tflite(model)
+    result = run_passes(model, "encode-sparsity")
+    after = serialize_tflite(model)
+    assert dict(result.passes[0].rewrites) == {"1x1-as-kx1": 1}
+    g = model.main
+    assert [op.type for op in g.ops] == ["RESHAPE", "DENSIFY", "CONV_2D", "RESHAPE"]
+    (kernel,) = [t for t in g.tensors if t.sparsity is not None]
+    assert kernel.shape == (600, 2, 1, 150)
+    assert [d.indices.dtype for d in kernel.sparsity.dim_metadata if d.format == CSR] == [np.uint8]
+    assert g.ops[2].options["fused_activation_function"] == "RELU6"
+    assert len(after) < len(before) and len(after) < len(like_converter(before))
+    assert_bit_identical(before, after)
 
 
 def _densified(name: str) -> Model:

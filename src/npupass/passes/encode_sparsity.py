@@ -26,6 +26,8 @@ indices in any traversal order. It can become CONCATENATION (channel axis) of CO
 is computed on its own and integer sums do not depend on their order, so the outputs keep their bits.
 Float convs are not split: LiteRT's builtin float GEMM blocks the sum over input channels by the
 problem's size, so a part can round differently from the whole (measured on [264,1,1,288]).
+A 1x1 stride-1 CONV_2D that wide is an FC over its pixels and becomes RESHAPE -> CONV_2D -> RESHAPE
+like one (`1x1-as-kx1`, float and int8): the same GEMM, the same sums in the same order.
 
 The TF converter's own encoding (`EXPERIMENTAL_SPARSITY`: every dim DENSE in order but the last,
 SPARSE_CSR; FULLY_CONNECTED's 1x4 float / 1x16 int8 blocks where they are nearly as sparse as the
@@ -345,7 +347,7 @@ def exact(encoding: Encoding, data: np.ndarray) -> bool:
 # --- the pass ------------------------------------------------------------------------------------------
 @dataclass
 class _Plan:
-    kind: str  # "densify", "fc-native", "fc-as-conv", "split-conv", "dense-fp16"
+    kind: str  # "densify", "fc-native", "fc-as-conv", "1x1-as-kx1", "split-conv", "dense-fp16"
     encoding: Encoding | None
     values: np.ndarray  # the dense values the encoding stores (fp16 when converting)
     split: int = 1
@@ -354,8 +356,8 @@ class _Plan:
     def describe(self) -> str:
         if self.kind == "split-conv":
             return f"split-conv {len(self.parts)} parts: " + "; ".join(e.layout.describe() for e, _ in self.parts)
-        if self.kind == "fc-as-conv" and self.encoding is not None:
-            return f"fc-as-conv {list(self.values.shape)} {self.encoding.layout.describe()}"
+        if self.kind in ("fc-as-conv", "1x1-as-kx1") and self.encoding is not None:
+            return f"{self.kind} {list(self.values.shape)} {self.encoding.layout.describe()}"
         return self.kind if self.encoding is None else f"{self.kind} {self.encoding.layout.describe()}"
 
 
@@ -510,6 +512,14 @@ class EncodeSparsity(Pass):
                 split = _split_plan(data, graph, op, w)
                 if split is not None:
                     options.append(split)
+            wide = data.ndim == 4 and min(data.shape[0], data.shape[3]) > MAX_FC_COLUMNS
+            if wide and _conv1x1_problem(graph, op, w) is None:  # as rows of pixels, like an FC
+                k = fc_split(data.shape[3])
+                kernel = data.reshape(data.shape[0], k, 1, data.shape[3] // k)
+                enc = best_encoding(kernel)
+                if enc is not None:
+                    extra = _fc_as_conv_bytes(graph, op, data.shape[0])
+                    options.append((enc.nbytes + overhead + extra, _Plan("1x1-as-kx1", enc, kernel, k)))
         if not options:
             return dense_fallback
         cost, plan = min(options, key=lambda o: (o[0], o[1].kind != "densify"))
@@ -564,9 +574,9 @@ class EncodeSparsity(Pass):
             as_float = Tensor(f"{w.name}_dequantized", DType.FLOAT32, stored_shape)
             new_ops.append(graph.add_op(Op("DEQUANTIZE", version=2), [current], [as_float]))
             current = as_float
-        if plan.kind == "fc-as-conv":
+        if plan.kind in ("fc-as-conv", "1x1-as-kx1"):
             new_ops += _fc_as_conv(graph, op, current, plan.split)
-            ctx.rewrote("fc-as-conv", new_ops, origins)
+            ctx.rewrote(plan.kind, new_ops, origins)
         else:
             graph.set_input(op, slot, current)
             ctx.rewrote("densify" if plan.encoding is not None else "fp16-weights", [*new_ops, op], origins)
@@ -635,6 +645,26 @@ def _fc_conv_problem(graph: Graph, op: Op, w: Tensor) -> str | None:
     rows = int(np.prod(x.shape)) // columns
     if int(np.prod(y.shape)) != rows * w.shape[0]:
         return "its output shape does not match"
+    return None
+
+
+def _conv1x1_problem(graph: Graph, op: Op, w: Tensor) -> str | None:
+    """Why CONV_2D `op` with weight [O, 1, 1, I] cannot become RESHAPE -> CONV_2D -> RESHAPE: a 1x1
+    conv with stride 1 is an FC over the pixels (padding cannot matter), so `_fc_as_conv` applies."""
+    if w.shape is None or len(w.shape) != 4 or w.shape[1:3] != (1, 1):
+        return "its kernel is not 1x1"
+    if op.options.get("stride_w", 1) != 1 or op.options.get("stride_h", 1) != 1:
+        return "its stride is not 1"
+    inputs, outputs = graph.inputs_of(op), graph.outputs_of(op)
+    x, y = inputs[0], outputs[0]
+    if x is None or x.shape is None or y.shape is None or len(outputs) != 1:
+        return "its input or output shape is unknown"
+    if any(d < 1 for d in (*x.shape, *y.shape)) or _dynamic_batch(x) is None or _dynamic_batch(y) is None:
+        return "its input or output has a dynamic dimension other than the batch"
+    if _bias(graph, op) is None and w.dtype is not DType.FLOAT32 and (x.quant is None or w.quant is None):
+        return "it has no bias and no quantization to give a zero bias"
+    if w.quant is not None and w.quant.per_axis and w.quant.axis != 0:
+        return "its weight is quantized along another axis than the output channels"
     return None
 
 
