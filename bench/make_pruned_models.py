@@ -3,7 +3,8 @@ EXPERIMENTAL_SPARSITY (the bench models of bench/sparsity_bench.py; nothing down
 
     TF_USE_LEGACY_KERAS=1 .venv/bin/python bench/make_pruned_models.py [STYLE-PCT ...]
 
-Pruning styles (every one before BN folding, batch norms with random trained-looking statistics):
+Pruning styles (every one before BN folding, batch norms with random trained-looking statistics, the
+batch dimension left dynamic as Keras leaves it):
 
 * ``quantile``  - per-layer magnitude quantile over whole kernels: ``|w| <= quantile(|w|, p)`` set to
   0 in every Conv2D, DepthwiseConv2D and Dense kernel.
