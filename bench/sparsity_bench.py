@@ -1,22 +1,28 @@
 """Sparsity and cluster acceptance figures on Keras MobileNetV2 224 (weights=None, nothing downloaded).
 
-    .venv/bin/python bench/sparsity_bench.py [--samples 2]
+    .venv/bin/python bench/sparsity_bench.py [--samples 2] [--cases quantile-80 ...] [--no-clusters]
 
-Builds once into ~/.cache/npupass/ (delete it to rebuild): MobileNetV2 with trained-looking batch
-norms, per-layer magnitude-pruned to 50% and 80% (before BN folding), converted float and full int8
-(int8 I/O), each dense and with the converter's EXPERIMENTAL_SPARSITY; and 16-cluster MobileNetV2
-(clustered before BN folding) converted full int8 with per-channel and with per-tensor weights.
+encode-sparsity: the models of bench/make_pruned_models.py (built in a child process, cached under
+~/.cache/npupass/pruned/; the first build takes an hour on two cores): MobileNetV2 pruned the ways
+users prune (per-layer quantile, tfmot ConstantSparsity with and without depthwise, tfmot
+PolynomialDecay, tfmot 2:4, 1x4 blocks; 50/80/90%), each float and per-channel int8, dense and with
+the converter's EXPERIMENTAL_SPARSITY. Per model it prints our file against the converter's and the
+dense one, a values-only floor (every non-zero stored, no index at all: no exact encoding goes below
+it), the largest per-weight ratio to the converter's encoding, bit-exactness against the dense model
+in LiteRT (default delegate = XNNPACK, and builtin kernels) and whether the converter's own file loads
+in each; then the per-weight table of the int8 80% quantile model.
 
-Prints: our encode-sparsity file against the converter's and the dense one, bit-exactness against
-the dense model in LiteRT (default delegate = XNNPACK, and builtin kernels), and for encode-clusters
-the distinct int8 values per clustered layer, Vela 5.2 (ethos-u55-128) encoded weight bytes before
-and after, and the output difference in quantization steps.
+encode-clusters: 16-cluster MobileNetV2 (clustered before BN folding, built into ~/.cache/npupass/
+sparsity/) converted full int8 with per-channel and with per-tensor weights: the distinct int8 values
+per clustered layer, Vela 5.2 (ethos-u55-128) encoded weight bytes before and after, and the output
+difference in quantization steps.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -51,35 +57,20 @@ def mobilenet_v2():  # type: ignore[no-untyped-def]
     return model
 
 
-def models() -> dict[str, bytes]:
-    from make_sparse_fixtures import cluster, convert, prune
-
-    def pruned(fraction: float):  # type: ignore[no-untyped-def]
-        m = mobilenet_v2()
-        prune(m, fraction)
-        return m
+def clustered_models() -> dict[str, bytes]:
+    from make_sparse_fixtures import cluster, convert
 
     def clustered():  # type: ignore[no-untyped-def]
         m = mobilenet_v2()
         cluster(m, 16)
         return m
 
-    files = {}
-    for pct in (50, 80):
-        f = pct / 100
-        files[f"float{pct}_dense"] = build(f"mbv2_pruned{pct}_float.tflite", lambda f=f: convert(pruned(f)))
-        files[f"float{pct}_tf"] = build(
-            f"mbv2_pruned{pct}_float_tfsparse.tflite", lambda f=f: convert(pruned(f), sparsity=True)
-        )
-        files[f"int8{pct}_dense"] = build(f"mbv2_pruned{pct}_int8.tflite", lambda f=f: convert(pruned(f), int8=True))
-        files[f"int8{pct}_tf"] = build(
-            f"mbv2_pruned{pct}_int8_tfsparse.tflite", lambda f=f: convert(pruned(f), int8=True, sparsity=True)
-        )
-    files["clustered_pc"] = build("mbv2_clustered16_int8.tflite", lambda: convert(clustered(), int8=True))
-    files["clustered_pt"] = build(
-        "mbv2_clustered16_int8_pt.tflite", lambda: convert(clustered(), int8=True, per_channel=False)
-    )
-    return files
+    return {
+        "clustered_pc": build("mbv2_clustered16_int8.tflite", lambda: convert(clustered(), int8=True)),
+        "clustered_pt": build(
+            "mbv2_clustered16_int8_pt.tflite", lambda: convert(clustered(), int8=True, per_channel=False)
+        ),
+    }
 
 
 def outputs(data: bytes, delegates: str, samples: int) -> list[np.ndarray]:
@@ -101,24 +92,66 @@ def run_pass(data: bytes, pipeline: str) -> tuple[bytes, object, float]:
     return serialize_tflite(model), result, seconds
 
 
-def sparsity(files: dict[str, bytes], samples: int) -> None:
-    print("\n== encode-sparsity on pruned MobileNetV2 224 ==")
-    header = f"{'model':10} {'dense MiB':>9} {'TF MiB':>8} {'ours MiB':>9} {'ours/TF':>8} {'ours/dense':>10}"
-    print(f"{header}  bit-exact vs dense [xnnpack, builtin]  rewrites  seconds")
-    for kind in ("float", "int8"):
-        for pct in (50, 80):
-            dense, tf = files[f"{kind}{pct}_dense"], files[f"{kind}{pct}_tf"]
-            ours, result, seconds = run_pass(dense, "encode-sparsity")
+def loads(data: bytes, delegates: str) -> bool:
+    from npupass.verify.litert import LiteRTModel, ReferenceError
+
+    try:
+        LiteRTModel(data, delegates)
+    except ReferenceError:
+        return False
+    return True
+
+
+def sparsity(cases: list[str], samples: int) -> None:
+    from make_pruned_models import path
+
+    from npupass.backends.tflite import serialize_tflite
+    from npupass.frontends.tflite import parse_tflite
+    from npupass.passes import PassManager
+    from npupass.passes.encode_sparsity import size_table, weight_sizes
+
+    subprocess.run([sys.executable, str(ROOT / "bench" / "make_pruned_models.py"), *cases], check=True)
+    print("\n== encode-sparsity on MobileNetV2 224 pruned the ways users prune ==")
+    print(
+        f"{'model':22} {'dense MiB':>9} {'TF MiB':>7} {'ours MiB':>8} {'ours/TF':>7} {'ours/dense':>10} "
+        f"{'floor/TF':>8} {'worst w/TF':>10}  bit-exact [xnnpack, builtin]  TF file loads  seconds"
+    )
+    table = None
+    for case in cases:
+        style, pct = case.rsplit("-", 1)
+        for kind in ("float", "int8"):
+            dense, tf = path(style, int(pct), kind, False).read_bytes(), path(style, int(pct), kind, True).read_bytes()
+            model = parse_tflite(dense)
+            manager = PassManager("encode-sparsity")
+            t0 = time.perf_counter()
+            manager.run(model)
+            seconds = time.perf_counter() - t0
+            ours = serialize_tflite(model)
+            rows = weight_sizes(manager.passes)
             exact = []
             for delegates in ("default", "none"):
                 a, b = outputs(dense, delegates, samples), outputs(ours, delegates, samples)
                 exact.append(all(x.tobytes() == y.tobytes() for x, y in zip(a, b, strict=True)))
-            rewrites = dict(result.passes[0].rewrites)  # type: ignore[attr-defined]
+            # no exact encoding stores less than the non-zero values themselves
+            other = len(dense) - sum(r["dense_bytes"] for r in rows)
+            floor = other + sum(round(r["dense_bytes"] * (1 - r["zeros"])) for r in rows)
+            worst = max((r["chosen_bytes"] / r["converter_bytes"] for r in rows if not r["note"]), default=0.0)
+            tf_loads = [loads(tf, d) for d in ("default", "none")]
             print(
-                f"{kind} {pct}%   {len(dense) / MIB:9.2f} {len(tf) / MIB:8.2f} {len(ours) / MIB:9.2f} "
-                f"{len(ours) / len(tf):8.3f} {len(ours) / len(dense):10.3f}  {exact}  {rewrites}  {seconds:.1f}",
+                f"{style + pct + '% ' + kind:22} {len(dense) / MIB:9.2f} {len(tf) / MIB:7.2f} {len(ours) / MIB:8.2f} "
+                f"{len(ours) / len(tf):7.3f} {len(ours) / len(dense):10.3f} {floor / len(tf):8.3f} {worst:10.3f}  "
+                f"{exact}  {tf_loads}  {seconds:.1f}",
                 flush=True,
             )
+            if (style, pct, kind) == ("quantile", "80", "int8"):
+                table = rows
+    if table is not None:
+        header, lines, notes = size_table(table)
+        print("\nper weight, quantile 80% int8 (bytes; chosen and converter include their extra ops):")
+        widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+        for line in [header, *lines]:
+            print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))))
+        print("\n".join(notes))
 
 
 def distinct_per_layer(data: bytes) -> list[int]:
@@ -174,11 +207,15 @@ def clusters(files: dict[str, bytes], samples: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=2)
+    parser.add_argument("--cases", nargs="*", help="STYLE-PCT of bench/make_pruned_models.py (default: all)")
+    parser.add_argument("--no-clusters", action="store_true", help="only the encode-sparsity figures")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    files = models()
-    sparsity(files, args.samples)
-    clusters(files, args.samples)
+    from make_pruned_models import CASES
+
+    sparsity(args.cases or [f"{s}-{p}" for s, p in CASES], args.samples)
+    if not args.no_clusters:
+        clusters(clustered_models(), args.samples)
 
 
 if __name__ == "__main__":

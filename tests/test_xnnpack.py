@@ -83,7 +83,9 @@ def test_compile_int8_and_fp16(tmp_path: Path, capsys: pytest.CaptureFixture[str
     text = capsys.readouterr().out
     assert "does not qualify: quantized int8 model; the sparse path runs fp32 and fp16 models only" in text
     assert "LiteRT xnnpack delegate: bit-exact" in text and "LiteRT builtin kernels: bit-exact" in text
-    assert (tmp_path / "pruned_mbv2s_int8_xnnpack.tflite").stat().st_size == 64_392
+    assert (tmp_path / "pruned_mbv2s_int8_xnnpack.tflite").stat().st_size < (
+        MODELS / "pruned_mbv2s_int8.tflite"
+    ).stat().st_size
     assert (
         main(
             [

@@ -13,25 +13,38 @@ traversal order, every choice of CSR levels and dense blocks the runtime accepts
 smallest encoding only when it is smaller than the dense tensor plus DENSIFY's own tensor and op.
 
 FULLY_CONNECTED is special twice over (LiteRT 2.3, measured):
-- int8 weights in 1x16 blocks run natively (no DENSIFY);
+- int8 weights in 1x16 blocks run natively (no DENSIFY), but in LiteRT's builtin sparse kernel, whose
+  outputs differ from XNNPACK's dense FC (per-channel requantization): not used, not exact;
 - its XNNPACK delegate fails to prepare DENSIFY -> int8 FULLY_CONNECTED, and an FC weight's long
   input dim makes u16 indices. Such an FC becomes RESHAPE -> CONV_2D -> RESHAPE: a VALID conv whose
   kernel [O, k, 1, I/k] covers the whole reshaped input [B, k, 1, I/k] computes the same dot
   products in the same order, and I/k <= 256 makes the column indices u8.
 
-A CONV_2D whose weight dims are all > 256 (the [1280,1,1,320] head of MobileNetV2) has u16 indices
-in any traversal order. It can become CONCATENATION (channel axis) of CONV_2Ds over runs of <= 256
-output channels, each with its own DENSIFY and u8 output-channel indices: every output channel is
-computed on its own, so the outputs keep their bits (LiteRT, XNNPACK and builtin kernels, measured).
+An integer CONV_2D whose weight dims are all > 256 (the [1280,1,1,320] head of MobileNetV2) has u16
+indices in any traversal order. It can become CONCATENATION (channel axis) of CONV_2Ds over runs of
+<= 256 output channels, each with its own DENSIFY and u8 output-channel indices: every output channel
+is computed on its own and integer sums do not depend on their order, so the outputs keep their bits.
+Float convs are not split: LiteRT's builtin float GEMM blocks the sum over input channels by the
+problem's size, so a part can round differently from the whole (measured on [264,1,1,288]).
+A 1x1 stride-1 CONV_2D that wide is an FC over its pixels and becomes RESHAPE -> CONV_2D -> RESHAPE
+like one (`1x1-as-kx1`, float and int8): the same GEMM, the same sums in the same order.
 
-Options: `threshold` (skip weights with fewer zeros than this fraction) and `fp16` (float weights
-become FLOAT16, sparse or dense, followed by DEQUANTIZE to float32: halves the values, not exact).
+The TF converter's own encoding (`EXPERIMENTAL_SPARSITY`: every dim DENSE in order but the last,
+SPARSE_CSR; FULLY_CONNECTED's 1x4 float / 1x16 int8 blocks where they are nearly as sparse as the
+elements) is always among the candidates wherever LiteRT runs it bit-exactly, so no weight is stored
+larger than the converter stores it, nor larger than dense. `EncodeSparsity.sizes` (and
+`weight_sizes`) says, per weight, the bytes of each.
+
+Options: `threshold` (skip weights with fewer zeros than this fraction), `fp16` (float weights
+become FLOAT16, sparse or dense, followed by DEQUANTIZE to float32: halves the values, not exact)
+and `like_converter` (store each weight exactly as the TF converter would: for comparisons).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,10 +58,11 @@ from npupass.tflite_schema import default_options
 
 DENSE, CSR = "DENSE", "SPARSE_CSR"
 BLOCK_SIZES = (2, 4, 8, 16)
-# Bytes DENSIFY adds besides the encoding: its op, the dense output tensor and the sparsity tables
-# (measured on LiteRT files: ~150 bytes plus the tensor name twice), so tiny gains stay dense.
-DENSIFY_OVERHEAD = 160
-FC_NATIVE_BLOCK = {DType.INT8: 16}  # LiteRT's FULLY_CONNECTED reads these blocks without DENSIFY
+# Bytes DENSIFY adds besides the encoding: its op, the dense output tensor, the sparsity tables
+# and one dimension-metadata table per level (an upper bound of what LiteRT files measure, plus the
+# tensor name twice), so tiny gains stay dense. The quantization stays on the dense tensor only:
+# DENSIFY copies raw values, and LiteRT (XNNPACK and builtin kernels) reads the scales downstream.
+DENSIFY_OVERHEAD, LEVEL_OVERHEAD = 200, 32
 MAX_FC_COLUMNS = 256  # u8 column indices for an FC rewritten as a conv
 MAX_PART_CHANNELS = 256  # u8 output-channel indices for each part of a split CONV_2D
 # Bytes each extra part of a split CONV_2D adds besides its DENSIFY: a CONV_2D op, its output
@@ -91,6 +105,11 @@ def index_bytes(s: Sparsity) -> int:
         (d.segments.nbytes if d.segments is not None else 0) + (d.indices.nbytes if d.indices is not None else 0)
         for d in s.dim_metadata
     )
+
+
+def densify_bytes(ndim: int, name: str) -> int:
+    """What a DENSIFY of a sparse `ndim`-D weight named `name` adds to a file besides the encoding."""
+    return DENSIFY_OVERHEAD + LEVEL_OVERHEAD * (ndim + 1) + 2 * len(name) + 16
 
 
 def index_width(largest: int) -> int:
@@ -250,6 +269,56 @@ def best_encoding(data: np.ndarray) -> Encoding | None:
     return encoding
 
 
+# --- the TF converter's own choice (EXPERIMENTAL_SPARSITY: MLIR DenseToSparsePass, TF 2.21) ----------
+CONVERTER_MIN_ZEROS = 0.3  # below this the converter keeps a weight dense
+# FULLY_CONNECTED's blocks the converter tries, and how close the block sparsity must come to the
+# element sparsity (block zeros / element zeros > ratio) for it to keep the FC native, without DENSIFY
+CONVERTER_FC_BLOCK = {DType.FLOAT32: (4, 0.9), DType.FLOAT16: (4, 0.9), DType.INT8: (16, 0.8)}
+
+
+@dataclass
+class ConverterStyle:
+    """How the TF converter stores a weight: "dense", "densify" (sparse + DENSIFY) or "fc-native"
+    (FULLY_CONNECTED reading 1xN blocks itself), with its encoding and its bytes in the file."""
+
+    kind: str
+    encoding: Encoding | None
+    nbytes: int
+
+    def describe(self) -> str:
+        return self.kind if self.encoding is None else f"{self.kind} {self.encoding.layout.describe()}"
+
+
+def converter_layout(shape: tuple[int, ...], block: int = 1) -> Layout:
+    """The converter's layout: dims in their own order, every level DENSE but the last original
+    dim's, which is SPARSE_CSR; a block (FULLY_CONNECTED only) on dim 1, as a trailing DENSE level."""
+    n = len(shape)
+    if block == 1:
+        return Layout(tuple(range(n)), formats=(DENSE,) * (n - 1) + (CSR,))
+    return Layout(tuple(range(n)), (1,), (block,), (DENSE,) * (n - 1) + (CSR, DENSE))
+
+
+def converter_style(data: np.ndarray, op_type: str, dtype: DType, densify_bytes: int) -> ConverterStyle:
+    """What `EXPERIMENTAL_SPARSITY` writes for weight `data` of an `op_type`, and its bytes (the
+    DENSIFY it adds counted as `densify_bytes`). Its rules: rank 2 or 4, at least 30% zeros; a
+    FULLY_CONNECTED weight whose 1x4 (float) / 1x16 (int8) block sparsity is close enough to its
+    element sparsity stays native; everything else is CSR over the last dim behind a DENSIFY."""
+    dense = ConverterStyle("dense", None, int(data.nbytes))
+    if data.ndim not in (2, 4) or data.size == 0:
+        return dense
+    zeros = 1.0 - np.count_nonzero(nonzero_mask(data)) / data.size
+    if zeros < CONVERTER_MIN_ZEROS:
+        return dense
+    if op_type == "FULLY_CONNECTED" and data.ndim == 2 and dtype in CONVERTER_FC_BLOCK:
+        block, ratio = CONVERTER_FC_BLOCK[dtype]
+        if data.shape[1] % block == 0:
+            blocked = encode(data, converter_layout(data.shape, block))
+            if (1.0 - blocked.values.size / data.size) / zeros > ratio:
+                return ConverterStyle("fc-native", blocked, blocked.nbytes)
+    enc = encode(data, converter_layout(data.shape))
+    return ConverterStyle("densify", enc, enc.nbytes + densify_bytes)
+
+
 def native_fc_block(data: np.ndarray, block: int) -> Encoding | None:
     """FULLY_CONNECTED's own block-sparse form: [O, I] as DENSE O, CSR I/block, DENSE block."""
     if data.ndim != 2 or data.shape[1] % block:
@@ -278,11 +347,51 @@ def exact(encoding: Encoding, data: np.ndarray) -> bool:
 # --- the pass ------------------------------------------------------------------------------------------
 @dataclass
 class _Plan:
-    kind: str  # "densify", "fc-native", "fc-as-conv", "split-conv", "dense-fp16"
+    kind: str  # "densify", "fc-native", "fc-as-conv", "1x1-as-kx1", "split-conv", "dense-fp16"
     encoding: Encoding | None
     values: np.ndarray  # the dense values the encoding stores (fp16 when converting)
     split: int = 1
     parts: list[tuple[Encoding, np.ndarray]] = dataclasses.field(default_factory=list)  # split-conv
+
+    def describe(self) -> str:
+        if self.kind == "split-conv":
+            return f"split-conv {len(self.parts)} parts: " + "; ".join(e.layout.describe() for e, _ in self.parts)
+        if self.kind in ("fc-as-conv", "1x1-as-kx1") and self.encoding is not None:
+            return f"{self.kind} {list(self.values.shape)} {self.encoding.layout.describe()}"
+        return self.kind if self.encoding is None else f"{self.kind} {self.encoding.layout.describe()}"
+
+
+@dataclass
+class _Row:
+    """One weight's sizes: dense, as chosen and as the TF converter stores it (bytes in the file:
+    values, index arrays and the ops and tensors an encoding adds, the latter estimated)."""
+
+    op: str
+    tensor: str
+    shape: tuple[int, ...]
+    dtype: str
+    zeros: float
+    dense_bytes: int
+    chosen: str = "dense"
+    chosen_bytes: int = -1
+    converter: str = "dense"
+    converter_bytes: int = -1
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "op": self.op,
+            "tensor": self.tensor,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "zeros": round(self.zeros, 4),
+            "dense_bytes": self.dense_bytes,
+            "chosen": self.chosen,
+            "chosen_bytes": self.chosen_bytes if self.chosen_bytes >= 0 else self.dense_bytes,
+            "converter": self.converter,
+            "converter_bytes": self.converter_bytes if self.converter_bytes >= 0 else self.dense_bytes,
+            "note": self.note,
+        }
 
 
 @register
@@ -296,11 +405,13 @@ class EncodeSparsity(Pass):
     name = "encode-sparsity"
     summary = "store pruned weights sparse (CSR + DENSIFY, FC blocks) where it is smaller; exact"
 
-    def __init__(self, threshold: float = 0.0, fp16: bool = False) -> None:
+    def __init__(self, threshold: float = 0.0, fp16: bool = False, like_converter: bool = False) -> None:
         if not 0.0 <= float(threshold) <= 1.0:
             raise PipelineError(f"encode-sparsity threshold must be a fraction in [0, 1], not {threshold}")
         self.threshold = float(threshold)
         self.fp16 = bool(fp16)
+        self.like_converter = bool(like_converter)  # store every weight as the TF converter would
+        self.sizes: list[_Row] = []  # every weight this pass weighed, in the order it met them
 
     def run_on_graph(self, graph: Graph, ctx: Context) -> None:
         for op in graph.ops:
@@ -340,19 +451,33 @@ class EncodeSparsity(Pass):
                 data = half
         zeros = 1.0 - np.count_nonzero(nonzero_mask(data)) / max(1, data.size)
         dense_fallback = _Plan("dense-fp16", None, data) if fp16 else None
+        overhead = densify_bytes(data.ndim, w.name)
+        row = _Row(label(graph, op), w.name, tuple(data.shape), w.dtype.name, zeros, int(np.asarray(w.data).nbytes))
+        self.sizes.append(row)
         if zeros < self.threshold or zeros == 0.0:
             if zeros > 0.0:
                 ctx.decline(
                     rule, f"{what} not encoded: {zeros:.0%} zeros, below the {self.threshold:.0%} threshold", op
                 )
             return dense_fallback
-        overhead = DENSIFY_OVERHEAD + 2 * len(w.name)
+        # the converter's own encoding, always a candidate where LiteRT runs it exactly
+        conv = converter_style(data, op.type, DType.FLOAT16 if fp16 else w.dtype, overhead)
+        row.converter, row.converter_bytes = conv.describe(), conv.nbytes
+        if self.like_converter:
+            if conv.encoding is None:
+                return dense_fallback
+            row.chosen, row.chosen_bytes = conv.describe(), conv.nbytes
+            return _Plan("fc-native" if conv.kind == "fc-native" else "densify", conv.encoding, data)
+        int8_fc = op.type == "FULLY_CONNECTED" and w.dtype is DType.INT8
         options: list[tuple[int, _Plan]] = []
+        if conv.encoding is not None:
+            if not int8_fc:  # a float FC's own 1xN kernel sums in another order: DENSIFY keeps the bits
+                options.append((conv.encoding.nbytes + overhead, _Plan("densify", conv.encoding, data)))
+            elif conv.kind == "fc-native":
+                row.note = "the converter's native int8 FC blocks: LiteRT's sparse kernel, not XNNPACK's bits"
+            else:
+                row.note = "the converter's DENSIFY -> int8 FULLY_CONNECTED fails in LiteRT's XNNPACK delegate"
         if op.type == "FULLY_CONNECTED":
-            block = FC_NATIVE_BLOCK.get(w.dtype)
-            native = native_fc_block(data, block) if block and not fp16 else None
-            if native is not None:
-                options.append((native.nbytes, _Plan("fc-native", native, data)))
             problem = _fc_conv_problem(graph, op, w)
             if problem is None:
                 k = fc_split(data.shape[1])
@@ -361,7 +486,7 @@ class EncodeSparsity(Pass):
                 if enc is not None:
                     extra = _fc_as_conv_bytes(graph, op, data.shape[0])
                     options.append((enc.nbytes + overhead + extra, _Plan("fc-as-conv", enc, kernel, k)))
-            if w.dtype is not DType.INT8:
+            if not int8_fc:
                 enc = best_encoding(data)
                 if enc is not None:
                     options.append((enc.nbytes + overhead, _Plan("densify", enc, data)))
@@ -377,13 +502,27 @@ class EncodeSparsity(Pass):
             enc = best_encoding(data)
             if enc is not None:
                 options.append((enc.nbytes + overhead, _Plan("densify", enc, data)))
-            if op.type == "CONV_2D" and data.shape[0] > MAX_PART_CHANNELS and _conv_split_problem(graph, op, w) is None:
+            integer = data.dtype.kind in "iu"  # a float part may sum in another order (module docstring)
+            if (
+                integer
+                and op.type == "CONV_2D"
+                and data.shape[0] > MAX_PART_CHANNELS
+                and _conv_split_problem(graph, op, w) is None
+            ):
                 split = _split_plan(data, graph, op, w)
                 if split is not None:
                     options.append(split)
+            wide = data.ndim == 4 and min(data.shape[0], data.shape[3]) > MAX_FC_COLUMNS
+            if wide and _conv1x1_problem(graph, op, w) is None:  # as rows of pixels, like an FC
+                k = fc_split(data.shape[3])
+                kernel = data.reshape(data.shape[0], k, 1, data.shape[3] // k)
+                enc = best_encoding(kernel)
+                if enc is not None:
+                    extra = _fc_as_conv_bytes(graph, op, data.shape[0])
+                    options.append((enc.nbytes + overhead + extra, _Plan("1x1-as-kx1", enc, kernel, k)))
         if not options:
             return dense_fallback
-        cost, plan = min(options, key=lambda o: o[0])
+        cost, plan = min(options, key=lambda o: (o[0], o[1].kind != "densify"))
         if cost >= data.nbytes:
             ctx.decline(
                 rule,
@@ -395,6 +534,7 @@ class EncodeSparsity(Pass):
         for encoding, values in checks:
             if not exact(encoding, values):  # the guarantee, checked rather than assumed
                 raise PipelineError(f"encode-sparsity: internal error: {what} does not decode to itself")
+        row.chosen, row.chosen_bytes = plan.describe(), cost
         return plan
 
     # -- rewriting --------------------------------------------------------------------------------
@@ -416,7 +556,7 @@ class EncodeSparsity(Pass):
                 dtype,
                 stored_shape,
                 plan.encoding.values,
-                quant=w.quant,
+                quant=w.quant if plan.kind == "fc-native" else None,  # DENSIFY: on its output only
                 sparsity=plan.encoding.sparsity,
             )
         if plan.kind == "fc-native":
@@ -434,13 +574,53 @@ class EncodeSparsity(Pass):
             as_float = Tensor(f"{w.name}_dequantized", DType.FLOAT32, stored_shape)
             new_ops.append(graph.add_op(Op("DEQUANTIZE", version=2), [current], [as_float]))
             current = as_float
-        if plan.kind == "fc-as-conv":
+        if plan.kind in ("fc-as-conv", "1x1-as-kx1"):
             new_ops += _fc_as_conv(graph, op, current, plan.split)
-            ctx.rewrote("fc-as-conv", new_ops, origins)
+            ctx.rewrote(plan.kind, new_ops, origins)
         else:
             graph.set_input(op, slot, current)
             ctx.rewrote("densify" if plan.encoding is not None else "fp16-weights", [*new_ops, op], origins)
         graph.drop_unused(w)
+
+
+def weight_sizes(passes: Iterable[object]) -> list[dict[str, Any]]:
+    """Per weight, what encode-sparsity passes among `passes` (e.g. a PassManager's) weighed: dense
+    bytes, the chosen storage and its bytes, the converter's storage and its bytes (plain data for
+    reports; a weight weighed again in a later round counts once, as last weighed)."""
+    rows: dict[str, _Row] = {}
+    for p in passes:
+        if isinstance(p, EncodeSparsity):
+            for row in p.sizes:
+                rows.pop(row.tensor, None)
+                rows[row.tensor] = row
+    return [r.to_json() for r in rows.values()]
+
+
+def size_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], list[str]]:
+    """`weight_sizes` rows as text columns for a terminal table (sizes in bytes), the totals last,
+    and the notes that a `*` in the converter column points to."""
+    header = ["weight", "shape", "zeros", "dense", "chosen", "bytes", "converter", "bytes", "ours/conv."]
+    lines = []
+    for r in rows:
+        name = r["tensor"].split(";")[-1]  # converter names join every fused op's name
+        lines.append(
+            [
+                name if len(name) <= 48 else "..." + name[-45:],
+                "x".join(map(str, r["shape"])),
+                f"{r['zeros']:.0%}",
+                f"{r['dense_bytes']:,}",
+                r["chosen"].split(" ")[0],
+                f"{r['chosen_bytes']:,}",
+                r["converter"].split(" ")[0] + ("*" if r["note"] else ""),
+                f"{r['converter_bytes']:,}",
+                f"{r['chosen_bytes'] / max(1, r['converter_bytes']):.3f}",
+            ]
+        )
+    ours, conv = sum(r["chosen_bytes"] for r in rows), sum(r["converter_bytes"] for r in rows)
+    dense = sum(r["dense_bytes"] for r in rows)
+    lines.append(["total", "", "", f"{dense:,}", "", f"{ours:,}", "", f"{conv:,}", f"{ours / max(1, conv):.3f}"])
+    notes = sorted({f"* {r['note']}" for r in rows if r["note"]})
+    return header, lines, notes
 
 
 def _fc_conv_problem(graph: Graph, op: Op, w: Tensor) -> str | None:
@@ -453,8 +633,8 @@ def _fc_conv_problem(graph: Graph, op: Op, w: Tensor) -> str | None:
         return f"weights format {op.options['weights_format']}"
     if x is None or x.shape is None or y.shape is None or any(d < 1 for d in (*x.shape, *y.shape)):
         return "its input or output shape is not static"
-    if x.shape_signature is not None and any(d < 0 for d in x.shape_signature):
-        return "its input has a dynamic dimension"
+    if _dynamic_batch(x) is None or _dynamic_batch(y) is None:
+        return "its input or output has a dynamic dimension other than the batch"
     if bias is None and w.dtype is not DType.FLOAT32 and (x.quant is None or w.quant is None):
         return "it has no bias and no quantization to give a zero bias"
     if len(graph.outputs_of(op)) != 1 or w.shape is None or len(w.shape) != 2:
@@ -468,6 +648,35 @@ def _fc_conv_problem(graph: Graph, op: Op, w: Tensor) -> str | None:
     return None
 
 
+def _conv1x1_problem(graph: Graph, op: Op, w: Tensor) -> str | None:
+    """Why CONV_2D `op` with weight [O, 1, 1, I] cannot become RESHAPE -> CONV_2D -> RESHAPE: a 1x1
+    conv with stride 1 is an FC over the pixels (padding cannot matter), so `_fc_as_conv` applies."""
+    if w.shape is None or len(w.shape) != 4 or w.shape[1:3] != (1, 1):
+        return "its kernel is not 1x1"
+    if op.options.get("stride_w", 1) != 1 or op.options.get("stride_h", 1) != 1:
+        return "its stride is not 1"
+    inputs, outputs = graph.inputs_of(op), graph.outputs_of(op)
+    x, y = inputs[0], outputs[0]
+    if x is None or x.shape is None or y.shape is None or len(outputs) != 1:
+        return "its input or output shape is unknown"
+    if any(d < 1 for d in (*x.shape, *y.shape)) or _dynamic_batch(x) is None or _dynamic_batch(y) is None:
+        return "its input or output has a dynamic dimension other than the batch"
+    if _bias(graph, op) is None and w.dtype is not DType.FLOAT32 and (x.quant is None or w.quant is None):
+        return "it has no bias and no quantization to give a zero bias"
+    if w.quant is not None and w.quant.per_axis and w.quant.axis != 0:
+        return "its weight is quantized along another axis than the output channels"
+    return None
+
+
+def _dynamic_batch(t: Tensor) -> bool | None:
+    """Whether `t`'s first dim is dynamic (-1 in its shape signature, as Keras leaves the batch);
+    None when another dim is."""
+    sig = t.shape_signature
+    if sig is None or all(d >= 0 for d in sig):
+        return False
+    return None if any(d < 0 for d in sig[1:]) else True
+
+
 def _fc_as_conv_bytes(graph: Graph, op: Op, out_channels: int) -> int:
     """What RESHAPE -> CONV_2D -> RESHAPE adds to the file: four tensors named after the FC's input
     and output, two shape constants, two ops, and a zero bias when the FC has none (the sizes of
@@ -476,7 +685,7 @@ def _fc_as_conv_bytes(graph: Graph, op: Op, out_channels: int) -> int:
     names = 2 * (len(x.name) if x is not None else 0) + 2 * len(y.name) + 4 * 16
     tensors, ops, buffers = 4 * 72, 2 * 56, 2 * 48
     bias = 0 if _bias(graph, op) is not None else 72 + len(y.name) + 16 + _align16(4 * out_channels) + 48
-    return names + tensors + ops + buffers + bias
+    return names + tensors + ops + buffers + bias + 32
 
 
 def _align16(n: int) -> int:
@@ -508,6 +717,12 @@ def _fc_as_conv(graph: Graph, fc: Op, kernel: Tensor, k: int) -> list[Op]:
     rows = int(np.prod(x.shape)) // columns
     x4 = Tensor(f"{x.name}_as_image", x.dtype, (rows, k, 1, columns // k), quant=x.quant)
     y4 = Tensor(f"{y.name}_as_image", y.dtype, (rows, 1, 1, out_channels), quant=y.quant)
+    x_shape, y_shape = list(x4.shape or ()), list(y.shape)
+    if _dynamic_batch(x):  # a dynamic batch stays dynamic: RESHAPE works the rows out at run time
+        x4.shape_signature, y4.shape_signature = (-1, k, 1, columns // k), (-1, 1, 1, out_channels)
+        x_shape[0] = -1
+    if _dynamic_batch(y):
+        y_shape = list(y.shape_signature or y.shape)
     conv_options: dict[str, Any] = default_options("Conv2DOptions") | {
         "padding": "VALID",
         "stride_w": 1,
@@ -516,14 +731,14 @@ def _fc_as_conv(graph: Graph, fc: Op, kernel: Tensor, k: int) -> list[Op]:
     }
     graph.remove_op(fc)
     into = graph.add_op(
-        Op("RESHAPE", {"new_shape": list(x4.shape or ())}, "ReshapeOptions"),
-        [x, new_constant(f"{x4.name}/shape", np.array(x4.shape), DType.INT32)],
+        Op("RESHAPE", {"new_shape": x_shape}, "ReshapeOptions"),
+        [x, new_constant(f"{x4.name}/shape", np.array(x_shape), DType.INT32)],
         [x4],
     )
     conv = graph.add_op(Op("CONV_2D", conv_options, "Conv2DOptions", version=3), [x4, kernel, bias], [y4])
     out = graph.add_op(
-        Op("RESHAPE", {"new_shape": list(y.shape)}, "ReshapeOptions"),
-        [y4, new_constant(f"{y.name}/shape", np.array(y.shape), DType.INT32)],
+        Op("RESHAPE", {"new_shape": y_shape}, "ReshapeOptions"),
+        [y4, new_constant(f"{y.name}/shape", np.array(y_shape), DType.INT32)],
         [y],
     )
     for op in (into, conv, out):
@@ -569,7 +784,7 @@ def _split_plan(data: np.ndarray, graph: Graph, op: Op, w: Tensor) -> tuple[int,
         if enc is None:
             return None  # a part without zeros: the split is not the point here
         parts.append((enc, values))
-        cost += enc.nbytes + DENSIFY_OVERHEAD + 2 * (len(w.name) + 6)
+        cost += enc.nbytes + densify_bytes(values.ndim, w.name + "_part0")
         cost += SPLIT_PART_OVERHEAD + 3 * names if i else 0
     return cost, _Plan("split-conv", None, data, parts=parts)
 
@@ -601,7 +816,7 @@ def _split_conv(graph: Graph, conv: Op, w: Tensor, parts: list[tuple[Encoding, n
         dtype = DType.FLOAT16 if fp16 else w.dtype
         name = f"{w.name}_part{i}{'_fp16' if fp16 else ''}"
         quant = _slice_quant(w.quant, lo, hi)
-        stored = Tensor(name, dtype, tuple(values.shape), enc.values, quant=quant, sparsity=enc.sparsity)
+        stored = Tensor(name, dtype, tuple(values.shape), enc.values, quant=None, sparsity=enc.sparsity)
         current = Tensor(f"{name}_densified", dtype, tuple(values.shape), quant=quant)
         new_ops.append(graph.add_op(Op("DENSIFY", version=1), [stored], [current]))
         if fp16:
@@ -615,6 +830,8 @@ def _split_conv(graph: Graph, conv: Op, w: Tensor, parts: list[tuple[Encoding, n
                 f"{bias.name}_part{i}", np.asarray(bias.data)[lo:hi], bias.dtype, _slice_quant(bias.quant, lo, hi)
             )
         out = Tensor(f"{y.name}_part{i}", y.dtype, (*y.shape[:3], hi - lo), quant=y.quant)
+        if y.shape_signature is not None:
+            out.shape_signature = (*y.shape_signature[:3], hi - lo)
         part = Op("CONV_2D", dict(conv.options), conv.options_type, conv.version)
         new_ops.append(graph.add_op(part, [x, current, part_bias], [out]))
         outs.append(out)

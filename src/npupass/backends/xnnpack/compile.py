@@ -17,6 +17,7 @@ from npupass.backends.xnnpack.qualify import NOTE, qualify
 from npupass.errors import NpupassError
 from npupass.ir.graph import Model
 from npupass.passes import PassManager
+from npupass.passes.encode_sparsity import size_table, weight_sizes
 from npupass.passes.policy import TargetNeeds, default_pipeline
 from npupass.passes.preservation import PreservationReport
 from npupass.view.console import render_preservation
@@ -37,7 +38,8 @@ def compile_xnnpack(
             raise NpupassError("--fp16 applies to encode-sparsity, which is not in --passes")
         options["encode-sparsity"] = {"fp16": True}
     preservation = PreservationReport()
-    pipeline = PassManager(names, options=options).run(model, verify=preservation)
+    manager = PassManager(names, options=options)
+    pipeline = manager.run(model, verify=preservation)
     data = serialize_tflite(model)
     qualification = qualify(model)
     report: dict[str, Any] = {
@@ -50,6 +52,7 @@ def compile_xnnpack(
         "pipeline": pipeline.to_json(),
         "preservation": preservation.to_json(),
         "sparse_path": qualification.to_json(),
+        "weights": weight_sizes(manager.passes),
         "verify": _verify(original, data, exact=not fp16) if model.source_format == "tflite" else None,
     }
     return report, data
@@ -84,6 +87,13 @@ def render_report(report: dict[str, Any], console: Any) -> None:
         + (f"; rewrites: {', '.join(f'{k} {v}' for k, v in sorted(rewrites.items()))}" if rewrites else "")
     )
     render_preservation(console, report["preservation"])
+    if report["weights"]:
+        header, rows, notes = size_table(report["weights"])
+        sizes = Table(*header, title="weights (bytes: dense, as stored, as the TF converter stores them)")
+        sizes.caption = "\n".join(notes) or None
+        for row in rows:
+            sizes.add_row(*row)
+        console.print(sizes)
     sparse = report["sparse_path"]
     table = Table(title="XNNPACK sparse path", title_justify="left")
     for col in ("conv", "kind", "sparse path", "why not"):
