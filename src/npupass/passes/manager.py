@@ -11,11 +11,11 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from npupass.errors import NpupassError
 from npupass.ir.check import problems
-from npupass.ir.graph import Graph, Model, Op
+from npupass.ir.graph import Graph, Model, Op, Tensor
 
 
 class PipelineError(NpupassError):
@@ -168,24 +168,49 @@ class Match:
     ops: list[Op]
 
 
-class Rule:
-    """pattern (`match`) + guard (`check` returns why it declines, or None) + `rewrite`."""
+M = TypeVar("M", bound=Match)
+
+
+@dataclass
+class Replacement:
+    """What a rewrite asks the framework to do: replace the ops `old` by `new` ((op, inputs, outputs)
+    in data order) at the place of `place` (default: the last of `old`). The graph refuses, with a
+    reason that becomes a decline, when an old op's result is read outside `old` or is a graph output
+    and no new op writes it (Graph.replace)."""
+
+    old: list[Op]
+    new: list[tuple[Op, Sequence[Tensor | None], Sequence[Tensor]]]
+    place: Op | None = None
+    options: dict[Op, dict[str, Any]] = field(default_factory=dict)
+    """Option updates for ops of `new` (an old op kept in `new` keeps its identity), applied only
+    when the graph accepts the replacement."""
+    rewire: dict[Tensor, Tensor] = field(default_factory=dict)
+    """Readers of an old op's output that read another tensor instead (a folded constant, say)."""
+
+
+class Rule(Generic[M]):
+    """pattern (`match`) + guard (`check` returns why it declines, or None) + `rewrite`.
+
+    `rewrite` returns a Replacement that the framework applies (placing the new ops in execution
+    order, carrying names and provenance, dropping dead tensors, refusing unsafe replacements); a
+    rule may instead edit the graph itself and return the new or changed ops.
+    """
 
     name: ClassVar[str]
     anchors: ClassVar[frozenset[str]]
     verb: ClassVar[str] = "rewritten with"
 
-    def match(self, graph: Graph, op: Op) -> Match | None:
+    def match(self, graph: Graph, op: Op) -> M | None:
         raise NotImplementedError
 
-    def check(self, graph: Graph, m: Match) -> str | None:
+    def check(self, graph: Graph, m: M) -> str | None:
         return None
 
-    def rewrite(self, graph: Graph, m: Match) -> list[Op]:
-        """Rewrite the match; returns the new or changed ops (they get provenance)."""
+    def rewrite(self, graph: Graph, m: M) -> Replacement | list[Op]:
+        """Rewrite the match: a Replacement, or (after editing the graph) the new or changed ops."""
         raise NotImplementedError
 
-    def describe(self, graph: Graph, m: Match) -> str:
+    def describe(self, graph: Graph, m: M) -> str:
         first = label(graph, m.ops[0])
         return f"{first} not {self.verb} {label(graph, m.ops[1])}" if len(m.ops) > 1 else f"{first} not rewritten"
 
@@ -193,11 +218,11 @@ class Rule:
 class RewritePass(Pass):
     """Applies its rules to every op, in execution order, until none fires (at most `max_sweeps` sweeps)."""
 
-    rules: ClassVar[tuple[Rule, ...]] = ()
+    rules: ClassVar[tuple[Rule[Any], ...]] = ()
     max_sweeps: ClassVar[int] = 64
 
     def run_on_graph(self, graph: Graph, ctx: Context) -> None:
-        by_anchor: dict[str, list[Rule]] = {}
+        by_anchor: dict[str, list[Rule[Any]]] = {}
         for rule in self.rules:
             for anchor in rule.anchors:
                 by_anchor.setdefault(anchor, []).append(rule)
@@ -214,9 +239,18 @@ class RewritePass(Pass):
                     if reason is not None:
                         ctx.decline(rule.name, f"{rule.describe(graph, m)}: {reason}", op)
                         continue
-                    ctx.fired(rule.name, op)
                     origins = ctx.origins(graph, m.ops)
-                    ctx.rewrote(rule.name, rule.rewrite(graph, m), origins)
+                    done = rule.rewrite(graph, m)
+                    if isinstance(done, Replacement):
+                        refused = graph.replace(done.old, done.new, done.place, done.rewire)
+                        if refused is not None:
+                            ctx.decline(rule.name, f"{rule.describe(graph, m)}: {refused}", op)
+                            continue
+                        for changed, updates in done.options.items():
+                            changed.options.update(updates)
+                        done = [new for new, _, _ in done.new]
+                    ctx.fired(rule.name, op)
+                    ctx.rewrote(rule.name, done, origins)
                     fired = True
                     break
             if not fired:
