@@ -120,8 +120,7 @@ def explicit_pad(m: Model) -> None:
                 f"{x.name}/paddings", np.array([[0, 0], [top, bottom], [left, right], [0, 0]]), DType.INT32
             )
             pad = Op("PAD", {}, "PadOptions", name=padded.name)
-            pad.seq = op.seq
-            g.add_op(pad, [x, paddings], [padded])
+            g.add_op(pad, [x, paddings], [padded], place=op)
             g.set_input(op, 0, padded)
             op.options["padding"] = "VALID"
 

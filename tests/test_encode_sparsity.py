@@ -281,10 +281,11 @@ def _densified(name: str) -> Model:
         if op.type == "DENSIFY":
             s, out = g.inputs_of(op)[0], g.outputs_of(op)[0]
             assert s is not None and s.sparsity is not None and s.shape is not None
-            dense = new_constant(s.name, decode(np.asarray(s.data), s.sparsity, s.shape), s.dtype, s.quant)
             g.remove_op(op)
+            g.drop_unused(s)  # first, so that the dense constant takes its name
+            dense = new_constant(s.name, decode(np.asarray(s.data), s.sparsity, s.shape), s.dtype, s.quant)
             g.replace_uses(out, dense)
-            g.drop_unused(s, out)
+            g.drop_unused(out)
     return model
 
 

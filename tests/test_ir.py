@@ -272,3 +272,72 @@ def test_lookups_by_name_and_graph_output_guard() -> None:
     with pytest.raises(KeyError):
         g.find_tensor("nope")
     assert g.is_graph_output(y) and not g.is_graph_output(b)
+
+
+# --- cached execution order, ordering keys, names ----------------------------------------------------
+def test_reading_ops_twice_without_a_mutation_sorts_once() -> None:
+    g, (add, relu, mul), (x, c, a, b, y) = chain()
+    before = g.sorts
+    first, second = g.ops, g.ops
+    assert first == second == [add, relu, mul]
+    assert g.sorts == before + 1
+    first.reverse()  # a caller's copy: the cache is not touched
+    assert g.ops == [add, relu, mul] and g.sorts == before + 1
+    g.set_input(mul, 1, x)  # every mutation forgets the order
+    assert g.ops == [add, relu, mul] and g.sorts == before + 2
+
+
+def test_every_mutation_invalidates_the_cached_order() -> None:
+    g, (add, relu, mul), (x, c, a, b, y) = chain()
+    assert g.ops == [add, relu, mul]
+    neg = g.add_op(Op("NEG"), [x], [act("n")], place=add)
+    assert g.ops == [add, neg, relu, mul]
+    g.remove_op(neg)
+    assert g.ops == [add, relu, mul] and g.num_ops == 3
+    sq = Op("SQUARE")
+    g.set_output(relu, 0, act("r2"))  # relu now writes r2; b is still read by mul
+    g.add_op(sq, [g.outputs_of(relu)[0]], [b], place=relu)
+    assert g.ops == [add, relu, sq, mul]
+
+
+def test_placed_ops_take_the_position_of_their_anchor_with_stable_ties() -> None:
+    g = Graph("main")
+    x = act("x")
+    first = g.add_op(Op("RELU"), [x], [act("a")])
+    second = g.add_op(Op("RELU"), [x], [act("b")])
+    # two ops placed at `first` run right after it, in the order they were placed, before `second`
+    p1 = g.add_op(Op("NEG"), [x], [act("c")], place=first)
+    p2 = g.add_op(Op("ABS"), [x], [act("d")], place=first)
+    assert g.ops == [first, p1, p2, second]
+    # an op placed at `second` that feeds it runs before it
+    position = g.position(second)
+    g.remove_op(second)
+    feed = g.add_op(Op("NEG"), [x], [act("e")], place=position)
+    again = g.add_op(Op("RELU"), [g.outputs_of(feed)[0]], [act("b2")], place=position)
+    assert g.ops == [first, p1, p2, feed, again]
+
+
+def test_the_ir_hands_out_fresh_names() -> None:
+    g, (add, relu, mul), (x, c, a, b, y) = chain()
+    assert g.fresh_name("a") == "a_1" and g.fresh_name("a") == "a_2" and g.fresh_name("new") == "new"
+    twin = act("b")  # a second tensor named 'b', added by a rewrite, is renamed as it enters the graph
+    g.add_op(Op("RELU", name="r"), [x], [twin], place=add)
+    assert twin.name == "b_1"
+    other = g.add_op(Op("RELU", name="r"), [x], [act("z")], place=add)
+    assert other.name == "r_1"
+    built = act("b")  # building a graph keeps the names it is given; check reports twins
+    g.add_op(Op("RELU"), [x], [built])
+    assert built.name == "b" and problems(g) == ["two tensors are named 'b'"]
+    g.remove_op(g.producer(built))  # type: ignore[arg-type]
+    g.drop_unused(built)
+    # a tensor taking the place of one that leaves the graph keeps its name
+    g.set_input(add, 1, const("c"))
+    assert sorted(t.name for t in g.tensors if t.name.startswith("c")) == ["c"]
+    assert problems(g) == []
+
+
+def test_check_finds_duplicate_names() -> None:
+    g, (add, relu, mul), (x, c, a, b, y) = chain()
+    b.name = "a"  # renamed behind the IR's back
+    relu.name = mul.name = "twin"
+    assert problems(g) == ["two tensors are named 'a'", "two ops are named 'twin'"]

@@ -13,6 +13,7 @@ import onnx
 import pytest
 from rewrites import MODELS
 
+import npupass
 from npupass.backends.tflite import serialize_tflite
 from npupass.errors import ModelFormatError, UnsupportedFeatureError
 from npupass.frontends import load_model
@@ -39,8 +40,7 @@ def _max_rel_error(onnx_path: Path, model, seeds: int = 3) -> float:
 @pytest.mark.parametrize("name", FLOAT_MODELS)
 def test_float_model_matches_onnxruntime(name: str) -> None:
     path = MODELS / f"{name}.onnx"
-    model = load_model(path)
-    run_passes(model, "fold-batch-norm,fuse-activations")
+    model = npupass.convert(path).model  # the import's default pipeline
     assert _max_rel_error(path, model) <= 1e-4
 
 
@@ -74,7 +74,7 @@ def test_keep_nchw_io() -> None:
 
 
 def test_transformer_block_gelu_becomes_one_op() -> None:
-    model = load_model(MODELS / "transformer_block_float.onnx")
+    model = npupass.convert(MODELS / "transformer_block_float.onnx").model  # the import's default pipeline
     ops = Counter(op.type for op in model.main.ops)
     assert ops["GELU"] == 1 and "Erf" not in ops
 

@@ -15,6 +15,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+import npupass
 from npupass.backends.tflite import serialize_tflite
 from npupass.frontends import load_model
 from npupass.verify.litert import LiteRTModel
@@ -172,3 +173,47 @@ def test_op_matches_onnxruntime(case: str, tmp_path: Path) -> None:
     (want,), (got,) = ort.run([x]), lite.run([x])
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def _gelu_model(expose_erf: bool, half_first: bool) -> Any:
+    """x * 0.5 * (1 + erf(x / sqrt 2)) as PyTorch exports the exact GELU; with `expose_erf` the
+    Erf's output is a graph output too."""
+    mul = (
+        [helper.make_node("Mul", ["x", "half"], ["h"]), helper.make_node("Mul", ["h", "a"], ["y"])]
+        if half_first
+        else [helper.make_node("Mul", ["x", "a"], ["m"]), helper.make_node("Mul", ["m", "half"], ["y"])]
+    )
+    nodes = [
+        helper.make_node("Div", ["x", "sqrt2"], ["d"]),
+        helper.make_node("Erf", ["d"], ["e"]),
+        helper.make_node("Add", ["e", "one"], ["a"]),
+        *mul,
+    ]
+    inits = [_const("sqrt2", np.sqrt(2)), _const("one", 1.0), _const("half", 0.5)]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(X))]
+    if expose_erf:
+        outputs.append(helper.make_tensor_value_info("e", TensorProto.FLOAT, list(X)))
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(X))
+    graph = helper.make_graph(nodes, "gelu", [x], outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+@pytest.mark.parametrize("expose_erf", [False, True])
+@pytest.mark.parametrize("half_first", [False, True])
+def test_gelu_fuses_unless_its_erf_is_a_graph_output(expose_erf: bool, half_first: bool, tmp_path: Path) -> None:
+    path = tmp_path / "gelu.onnx"
+    onnx.save(_gelu_model(expose_erf, half_first), str(path))
+    ir = npupass.convert(path).model  # the import's default pipeline fuses or lowers the ERF
+    ops = Counter(op.type for op in ir.main.ops)
+    if expose_erf:  # the fusion would lose 'e': the Erf becomes a polynomial of TFLite ops instead
+        assert ops["GELU"] == 0 and ops["SIGN"] == 1 and ops["EXP"] == 1
+        assert [t.name for t in ir.main.outputs] == ["y", "e"]
+    else:
+        assert ops == {"GELU": 1}
+    assert "ERF" not in ops
+    layout = json.loads(ir.metadata_entry("npupass_onnx_layout") or b"null")
+    lite = LiteRTModel(serialize_tflite(ir))
+    ort = AsTflite(OnnxRuntimeModel(path), lite, layout)
+    x = np.random.default_rng(0).uniform(-4, 4, lite.inputs[0].shape).astype(np.float32)
+    for want, got in zip(ort.run([x]), lite.run([x]), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -184,6 +184,7 @@ class _Importer:
             buffer_storage="external" if self.external else "inline",
         )
         for index, graph in enumerate(graphs):
+            graph.rename_twins()  # the IR keeps names unique; a file may repeat them
             try:
                 check(graph)
             except IRCheckError as exc:

@@ -23,31 +23,86 @@ def describe(graph: Graph, node: Op | Tensor) -> str:
 
 
 def problems(graph: Graph) -> list[str]:
-    """Every structural fault of `graph`, as messages; empty when it is well formed."""
+    """Every structural fault of `graph`, as messages; empty when it is well formed.
+
+    Linear in the graph's size: each node is first tested against a cheap "well formed" condition,
+    and only a node that fails it is examined for messages.
+    """
     found: list[str] = []
     g = graph.nx
-    for u, neighbours in g._succ.items():
-        for v in neighbours:
-            if isinstance(u, Op) == isinstance(v, Op):
-                found.append(f"edge {u!r} -> {v!r} does not join a tensor and an op")
+    pred, succ = g._pred, g._succ
+    ops: list[Op] = []
+    tensors: list[Tensor] = []
+    for node, readers in succ.items():
+        if isinstance(node, Op):
+            ops.append(node)
+            if any(isinstance(v, Op) for v in readers):
+                found.extend(_bad_edges(node, [v for v in readers if isinstance(v, Op)]))
+        else:
+            tensors.append(node)
+            if not all(isinstance(v, Op) for v in readers):
+                found.extend(_bad_edges(node, [v for v in readers if not isinstance(v, Op)]))
     if not found:
         try:
-            _ = graph.ops  # raises on a cycle
+            _ = graph.ops  # raises on a cycle (cached until the next mutation)
         except GraphCycleError:
             cycle = nx.find_cycle(g)
-            ops = [describe(graph, u) for u, *_ in cycle if isinstance(u, Op)]
-            found.append(f"cycle through {' -> '.join(ops)}")
-    graph_inputs = {id(t) for t in graph.inputs}
+            cycle_ops = [describe(graph, u) for u, *_ in cycle if isinstance(u, Op)]
+            found.append(f"cycle through {' -> '.join(cycle_ops)}")
     for name, ends in (("input", graph.inputs), ("output", graph.outputs)):
         for t in ends:
             if t not in g:
                 found.append(f"graph {name} tensor '{t.name}' is not in the graph")
-    for node in g:
-        if isinstance(node, Op):
-            found.extend(_op_problems(graph, node))
+    known: dict[str, bool] = {}
+    for op in ops:
+        kind = known.get(op.type)
+        if kind is None:
+            kind = known[op.type] = is_known(op.type) or op.type == "CUSTOM"
+        # well formed: input slots (with the omitted ones) are 0..n-1 once each, outputs 0..m-1
+        slots = [d["slot"] for edges in pred[op].values() for d in edges.values()]
+        if op.omitted_inputs:
+            slots.extend(op.omitted_inputs)
+        outs = [d["slot"] for edges in succ[op].values() for d in edges.values() if "intermediate" not in d]
+        if not kind or sorted(slots) != list(range(len(slots))) or sorted(outs) != list(range(len(outs))):
+            found.extend(_op_problems(graph, op))
+    graph_inputs = {id(t) for t in graph.inputs}
+    names: set[str] = set()
+    duplicates: list[str] = []
+    for t in tensors:
+        if t.name in names:
+            duplicates.append(t.name)
+        names.add(t.name)
+        producers = pred[t]
+        is_input = id(t) in graph_inputs
+        # well formed, the common cases: an activation with one producer, or a constant or graph
+        # input with none; a plain shape; per-tensor quantization; data of the right type and shape
+        if len(producers) == 1:
+            suspect = t.data is not None or is_input or len(next(iter(producers.values()))) != 1
         else:
-            found.extend(_tensor_problems(graph, node, id(node) in graph_inputs))
+            suspect = bool(producers) or (t.data is None and not is_input)
+        q = t.quant
+        shape = t.shape
+        if q is not None and q.scale.size:
+            n = q.scale.size
+            if q.zero_point.size not in (0, n) or (
+                n > 1 and shape is not None and not (0 <= q.axis < len(shape) and shape[q.axis] == n)
+            ):
+                suspect = True
+        if suspect or (shape and min(shape) < 0) or (t.data is not None and data_problem(t) is not None):
+            found.extend(_tensor_problems(graph, t, is_input))
+    found.extend(f"two tensors are named '{name}'" for name in dict.fromkeys(duplicates))
+    op_names = [op.name for op in ops if op.name]
+    if len(set(op_names)) != len(op_names):
+        seen: set[str] = set()
+        for name in op_names:
+            if name in seen:
+                found.append(f"two ops are named '{name}'")
+            seen.add(name)
     return found
+
+
+def _bad_edges(node: Op | Tensor, ends: list[Op | Tensor]) -> list[str]:
+    return [f"edge {node!r} -> {v!r} does not join a tensor and an op" for v in ends]
 
 
 def check(graph: Graph) -> None:

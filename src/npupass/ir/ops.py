@@ -20,6 +20,7 @@ BUILTIN_NAMES: dict[int, str] = {code: name for name, code in BUILTIN_CODES.item
 
 IR_ONLY_OPS: dict[str, str] = {
     "BATCH_NORM": "y = (x - mean) * gamma / sqrt(var + eps) + beta on the last axis; inputs x, gamma, beta, mean, var",
+    "ERF": "y = erf(x) elementwise (from ONNX Erf); fuse-gelu and lower-erf remove it",
 }
 
 # Ops that must never be removed as dead code even when their outputs are unused. Ops that run

@@ -4,6 +4,9 @@ from npupass.passes import fold_batch_norm, fold_fake_quant, fuse_activations  #
 
 # isort: split
 from npupass.passes import encode_clusters, encode_sparsity  # noqa: F401 - registered after the core passes
+
+# isort: split
+from npupass.passes import cleanup, constant_fold, fuse_gelu  # noqa: F401 - rewrite-engine passes
 from npupass.passes.manager import (
     PASSES,
     Decline,

@@ -729,20 +729,22 @@ def _fc_as_conv(graph: Graph, fc: Op, kernel: Tensor, k: int) -> list[Op]:
         "stride_h": 1,
         "fused_activation_function": fc.options.get("fused_activation_function", "NONE"),
     }
+    position = graph.position(fc)
     graph.remove_op(fc)
     into = graph.add_op(
         Op("RESHAPE", {"new_shape": x_shape}, "ReshapeOptions"),
         [x, new_constant(f"{x4.name}/shape", np.array(x_shape), DType.INT32)],
         [x4],
+        place=position,
     )
-    conv = graph.add_op(Op("CONV_2D", conv_options, "Conv2DOptions", version=3), [x4, kernel, bias], [y4])
+    conv_op = Op("CONV_2D", conv_options, "Conv2DOptions", version=3)
+    conv = graph.add_op(conv_op, [x4, kernel, bias], [y4], place=position)
     out = graph.add_op(
         Op("RESHAPE", {"new_shape": y_shape}, "ReshapeOptions"),
         [y4, new_constant(f"{y.name}/shape", np.array(y_shape), DType.INT32)],
         [y],
+        place=position,
     )
-    for op in (into, conv, out):
-        op.seq = fc.seq  # keep the FC's place in the execution order
     return [into, conv, out]
 
 
@@ -806,6 +808,7 @@ def _split_conv(graph: Graph, conv: Op, w: Tensor, parts: list[tuple[Encoding, n
     inputs = graph.inputs_of(conv)
     x, bias, y = inputs[0], _bias(graph, conv), graph.outputs_of(conv)[0]
     assert y.shape is not None
+    position = graph.position(conv)
     graph.remove_op(conv)
     new_ops: list[Op] = []
     outs: list[Tensor] = []
@@ -818,10 +821,10 @@ def _split_conv(graph: Graph, conv: Op, w: Tensor, parts: list[tuple[Encoding, n
         quant = _slice_quant(w.quant, lo, hi)
         stored = Tensor(name, dtype, tuple(values.shape), enc.values, quant=None, sparsity=enc.sparsity)
         current = Tensor(f"{name}_densified", dtype, tuple(values.shape), quant=quant)
-        new_ops.append(graph.add_op(Op("DENSIFY", version=1), [stored], [current]))
+        new_ops.append(graph.add_op(Op("DENSIFY", version=1), [stored], [current], place=position))
         if fp16:
             as_float = Tensor(f"{w.name}_part{i}_dequantized", DType.FLOAT32, tuple(values.shape))
-            new_ops.append(graph.add_op(Op("DEQUANTIZE", version=2), [current], [as_float]))
+            new_ops.append(graph.add_op(Op("DEQUANTIZE", version=2), [current], [as_float], place=position))
             current = as_float
         part_bias = None
         if bias is not None:
@@ -833,13 +836,11 @@ def _split_conv(graph: Graph, conv: Op, w: Tensor, parts: list[tuple[Encoding, n
         if y.shape_signature is not None:
             out.shape_signature = (*y.shape_signature[:3], hi - lo)
         part = Op("CONV_2D", dict(conv.options), conv.options_type, conv.version)
-        new_ops.append(graph.add_op(part, [x, current, part_bias], [out]))
+        new_ops.append(graph.add_op(part, [x, current, part_bias], [out], place=position))
         outs.append(out)
         lo = hi
     concat = Op("CONCATENATION", {"axis": 3, "fused_activation_function": "NONE"}, "ConcatenationOptions")
-    new_ops.append(graph.add_op(concat, outs, [y]))
-    for op in new_ops:
-        op.seq = conv.seq
+    new_ops.append(graph.add_op(concat, outs, [y], place=position))
     if bias is not None:
         graph.drop_unused(bias)
     return new_ops

@@ -279,6 +279,7 @@ class _Fold:
         self.ranged.add(value)
         outputs = [r for r in fq.results if g.is_graph_output(r)]
         left = [t for op in fq.ops if op is not kept for t in (*g.inputs_of(op), *g.outputs_of(op)) if t is not None]
+        position = g.position(fq.ops[-1])
         for op in fq.ops:
             if op is not kept:
                 g.remove_op(op)
@@ -290,8 +291,7 @@ class _Fold:
         for result in outputs:
             if self.io == "float":
                 dq = Op("DEQUANTIZE", version=INT8_VERSIONS["DEQUANTIZE"], name=f"{result.name}/dequantize")
-                dq.seq = fq.ops[-1].seq
-                new_ops.append(g.add_op(dq, [value], [result]))
+                new_ops.append(g.add_op(dq, [value], [result], place=position))
             else:
                 g.outputs = [value if t is result else t for t in g.outputs]
                 if value not in g.inputs:
@@ -317,8 +317,7 @@ class _Fold:
         else:
             value = Tensor(f"{src.name}/int8", DType.INT8, src.shape, quant=q, shape_signature=src.shape_signature)
             quantize = Op("QUANTIZE", name=f"{value.name}/quantize")
-            quantize.seq = first.seq
-            g.add_op(quantize, [src], [value])
+            g.add_op(quantize, [src], [value], place=first)
         value.dtype, value.quant = DType.INT8, q
         quantize.version = max(quantize.version, INT8_VERSIONS["QUANTIZE"])
         self.quant[value] = q
@@ -458,12 +457,11 @@ class _Fold:
                     if x is not None and _int8(x) and _int8(out) and not same_quant_values(x.quant, out.quant):
                         same = Tensor(f"{x.name}/to_{out.name}", DType.INT8, x.shape, quant=out.quant)
                         g.set_input(op, slot, same)
-                        self._add_requantize(op, x, same, before=True)
+                        self._add_requantize(op, x, same)
 
-    def _add_requantize(self, op: Op, src: Tensor, dst: Tensor, before: bool = False) -> None:
+    def _add_requantize(self, op: Op, src: Tensor, dst: Tensor) -> None:
         requantize = Op("QUANTIZE", version=INT8_VERSIONS["QUANTIZE"], name=f"{dst.name}/requantize")
-        requantize.seq = op.seq - 1 if before else op.seq
-        self.graph.add_op(requantize, [src], [dst])
+        self.graph.add_op(requantize, [src], [dst], place=op)  # before `op` when it feeds it
         self.ctx.rewrote("requantize", [requantize], [label(self.graph, op)])
 
     def float_outputs(self) -> None:
@@ -481,8 +479,7 @@ class _Fold:
             for reader, slot in g.consumers(t):
                 g.set_input(reader, slot, q8)
             dq = Op("DEQUANTIZE", version=INT8_VERSIONS["DEQUANTIZE"], name=f"{t.name}/dequantize")
-            dq.seq = writer.seq
-            g.add_op(dq, [q8], [t])
+            g.add_op(dq, [q8], [t], place=writer)
             self.ctx.rewrote("float-output", [dq], [label(g, writer)])
 
     def make_clipping_explicit(self) -> None:

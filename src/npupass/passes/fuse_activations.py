@@ -6,19 +6,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from npupass.ir.graph import Graph, Op, Tensor
-from npupass.passes.manager import Match, RewritePass, Rule, register
+from npupass.passes.manager import Match, Replacement, RewritePass, Rule, register
 from npupass.passes.pattern import (
     CLAMPING_OPS,
-    constant_operand,
+    Bindings,
+    NoMatch,
+    OpPattern,
+    Pattern,
+    const,
+    either,
+    fused,
     fused_activation,
+    has_fused_activation,
     is_quantized,
+    match,
+    op,
     output,
-    producer_of,
-    replace_chain,
     same_quant,
     same_shape_problem,
     scalar,
     sole_use_problem,
+    var,
 )
 
 ACTIVATIONS = frozenset({"RELU", "RELU6", "RELU_N1_TO_1", "TANH"})
@@ -36,36 +44,30 @@ CLAMP_OPS: dict[tuple[float | None, float | None], str] = {
 }
 
 
-def _fuse_into(graph: Graph, producer: Op, consumer: Op, activation: str) -> None:
-    """`producer` takes `activation` and writes `consumer`'s output; `consumer` goes."""
-    inner, result = output(graph, producer), output(graph, consumer)
-    graph.remove_op(consumer)
-    graph.set_output(producer, 0, result)
-    producer.options["fused_activation_function"] = activation
-    graph.drop_unused(inner)
-
-
 @dataclass
 class ActivationMatch(Match):
     producer: Op
     activation: Op
 
 
-class FuseActivation(Rule):
+# ACT(P(...)) where P's options carry a fused activation
+_ACTIVATION = op(ACTIVATIONS, op((), name="p", where=has_fused_activation), name="act")
+
+
+class FuseActivation(Rule[ActivationMatch]):
     """P(...) -> ACT  ==>  P(..., fused_activation_function=ACT), for ACT in RELU, RELU6, RELU_N1_TO_1."""
 
     name = "fuse-activation"
     anchors = ACTIVATIONS
     verb = "fused with"
 
-    def match(self, graph: Graph, op: Op) -> Match | None:
-        producer = producer_of(graph, graph.inputs_of(op)[0])
-        if producer is None or fused_activation(producer) is None:
+    def match(self, graph: Graph, op: Op) -> ActivationMatch | None:
+        found = match(_ACTIVATION, graph, op)
+        if isinstance(found, NoMatch):
             return None
-        return ActivationMatch([producer, op], producer, op)
+        return ActivationMatch([found.op("p"), op], found.op("p"), op)
 
-    def check(self, graph: Graph, m: Match) -> str | None:
-        assert isinstance(m, ActivationMatch)
+    def check(self, graph: Graph, m: ActivationMatch) -> str | None:
         p, act = m.producer, m.activation
         if act.type not in CLAMPS:
             return f"LiteRT's {p.type} kernel does not apply a fused {act.type}"
@@ -84,10 +86,14 @@ class FuseActivation(Rule):
             return f"{p.type} output and {act.type} output are quantized differently; fusing would change the numbers"
         return None
 
-    def rewrite(self, graph: Graph, m: Match) -> list[Op]:
-        assert isinstance(m, ActivationMatch)
-        _fuse_into(graph, m.producer, m.activation, m.activation.type)
-        return [m.producer]
+    def rewrite(self, graph: Graph, m: ActivationMatch) -> Replacement:
+        p = m.producer
+        return Replacement(
+            [p, m.activation],
+            [(p, graph.inputs_of(p), [output(graph, m.activation), *graph.outputs_of(p)[1:]])],
+            place=p,
+            options={p: {"fused_activation_function": m.activation.type}},
+        )
 
 
 @dataclass
@@ -98,29 +104,32 @@ class ClampMatch(Match):
     replaced: list[Op]
 
 
-def _bound(graph: Graph, op: Op) -> tuple[float, Tensor] | None:
-    """For MINIMUM/MAXIMUM(x, k) with a scalar constant k: (k, x)."""
-    found = constant_operand(graph, op)
-    if found is None:
+# MINIMUM / MAXIMUM with a constant, in either order; the inner op of a two-sided clamp
+_BOUND = {
+    kind: op(kind, var("x"), const("k"), commutative=True, exact_arity=True, name="outer")
+    for kind in ("MINIMUM", "MAXIMUM")
+}
+_INNER = {
+    outer: either(
+        op("RELU", var("source"), name="inner"),
+        op(inner, var("source"), const("j"), commutative=True, exact_arity=True, name="inner"),
+    )
+    for outer, inner in (("MINIMUM", "MAXIMUM"), ("MAXIMUM", "MINIMUM"))
+}
+
+
+def _inner_bounds(b: Bindings) -> tuple[float | None, float | None] | None:
+    """(low, high) of the inner op: RELU (0, inf), MAXIMUM(x, j) (j, inf), MINIMUM(x, j) (-inf, j)."""
+    inner = b.op("inner")
+    if inner.type == "RELU":
+        return 0.0, None
+    j = scalar(b.tensor("j"))
+    if j is None:
         return None
-    _, const, other = found
-    k = scalar(const)
-    return None if k is None else (k, other)
+    return (j, None) if inner.type == "MAXIMUM" else (None, j)
 
 
-def _bounds_of(graph: Graph, op: Op) -> tuple[float | None, float | None, Tensor] | None:
-    """(low, high, x) for RELU(x), MAXIMUM(x, low) or MINIMUM(x, high)."""
-    if op.type == "RELU":
-        x = graph.inputs_of(op)[0]
-        return None if x is None else (0.0, None, x)
-    found = _bound(graph, op)
-    if found is None:
-        return None
-    k, x = found
-    return (k, None, x) if op.type == "MAXIMUM" else (None, k, x)
-
-
-class ClampToRelu(Rule):
+class ClampToRelu(Rule[ClampMatch]):
     """MAXIMUM(x, 0) ==> RELU(x); MINIMUM(MAXIMUM(x, lo), hi) and MAXIMUM(MINIMUM(x, hi), lo) and
     MINIMUM(RELU(x), hi) ==> the RELU-family op with bounds (lo, hi): RELU6, RELU_N1_TO_1, RELU_0_TO_1."""
 
@@ -128,25 +137,25 @@ class ClampToRelu(Rule):
     anchors = frozenset({"MINIMUM", "MAXIMUM"})
     verb = "turned into a RELU with"
 
-    def match(self, graph: Graph, op: Op) -> Match | None:
-        outer = _bound(graph, op)
-        if outer is None:
+    def match(self, graph: Graph, op: Op) -> ClampMatch | None:
+        outer = match(_BOUND[op.type], graph, op)
+        k = scalar(outer.tensor("k")) if not isinstance(outer, NoMatch) else None
+        if isinstance(outer, NoMatch) or k is None or outer.tensor("x").is_constant:
             return None
-        k, x = outer
         low, high = (k, None) if op.type == "MAXIMUM" else (None, k)
-        inner_op = producer_of(graph, x, "RELU", "MAXIMUM" if op.type == "MINIMUM" else "MINIMUM")
-        inner = _bounds_of(graph, inner_op) if inner_op is not None else None
-        if inner_op is not None and inner is not None:
-            inner_low, inner_high, source = inner
-            bounds = (inner_low if low is None else low, inner_high if high is None else high)
-            if bounds in CLAMP_OPS:
-                return ClampMatch([op, inner_op], source, bounds[0], bounds[1], [inner_op, op])
+        b = outer.copy()
+        if _INNER[op.type].match(graph, outer.tensor("x"), b) is None and not b.tensor("source").is_constant:
+            inner = _inner_bounds(b)
+            if inner is not None:
+                bounds = (inner[0] if low is None else low, inner[1] if high is None else high)
+                if bounds in CLAMP_OPS:
+                    inner_op = b.op("inner")
+                    return ClampMatch([op, inner_op], b.tensor("source"), *bounds, [inner_op, op])
         if (low, high) in CLAMP_OPS:
-            return ClampMatch([op], x, low, high, [op])
+            return ClampMatch([op], outer.tensor("x"), low, high, [op])
         return None
 
-    def check(self, graph: Graph, m: Match) -> str | None:
-        assert isinstance(m, ClampMatch)
+    def check(self, graph: Graph, m: ClampMatch) -> str | None:
         if len(m.replaced) == 2:
             problem = sole_use_problem(graph, output(graph, m.replaced[0]), f"{m.replaced[0].type} output")
             if problem:
@@ -155,7 +164,7 @@ class ClampToRelu(Rule):
         problem = same_shape_problem(m.source, result)
         if problem:
             return problem
-        for t in [m.source, *(output(graph, op) for op in m.replaced[:-1])]:
+        for t in [m.source, *(output(graph, step) for step in m.replaced[:-1])]:
             if not same_quant(t, result):
                 return "input and output are quantized differently"
         if is_quantized(result):
@@ -166,16 +175,12 @@ class ClampToRelu(Rule):
                     return f"bound {bound:g} is not on the quantization grid"
         return None
 
-    def describe(self, graph: Graph, m: Match) -> str:
+    def describe(self, graph: Graph, m: ClampMatch) -> str:
         return " + ".join(f"{op.type} '{output(graph, op).name}'" for op in m.ops) + " not turned into a RELU"
 
-    def rewrite(self, graph: Graph, m: Match) -> list[Op]:
-        assert isinstance(m, ClampMatch)
-        kind = CLAMP_OPS[(m.low, m.high)]
-        relu = Op(kind, name=m.replaced[-1].name)
-        relu.seq = m.replaced[-1].seq
-        replace_chain(graph, m.replaced, relu, [m.source])
-        return [relu]
+    def rewrite(self, graph: Graph, m: ClampMatch) -> Replacement:
+        relu = Op(CLAMP_OPS[(m.low, m.high)], name=m.replaced[-1].name)
+        return Replacement(m.replaced, [(relu, [m.source], [output(graph, m.replaced[-1])])])
 
 
 @dataclass
@@ -184,49 +189,31 @@ class HardSwishMatch(Match):
     replaced: list[Op]
 
 
-def _relu6_of_x_plus_3(graph: Graph, t: Tensor) -> tuple[Tensor, list[Op]] | None:
-    """If t = RELU6(x + 3) (as ADD then RELU6, or ADD with fused RELU6): (x, those ops)."""
-    relu6 = producer_of(graph, t, "RELU6", "ADD")
-    if relu6 is None:
-        return None
-    ops = [relu6]
-    add = relu6
-    if relu6.type == "RELU6":
-        add_found = producer_of(graph, graph.inputs_of(relu6)[0], "ADD")
-        if add_found is None or fused_activation(add_found) != "NONE":
-            return None
-        add = add_found
-        ops.insert(0, add)
-    elif fused_activation(add) != "RELU6":
-        return None
-    found = constant_operand(graph, add)
-    if found is None or scalar(found[1]) != 3.0:
-        return None
-    return found[2], ops
+# RELU6(x + 3): an ADD then RELU6, or an ADD with fused RELU6
+_RELU6_X_PLUS_3 = either(
+    op("RELU6", op("ADD", var("x"), const(equals=3.0), commutative=True, exact_arity=True, where=fused("NONE"))),
+    op("ADD", var("x"), const(equals=3.0), commutative=True, exact_arity=True, where=fused("RELU6")),
+)
 
 
-def _times_one_sixth(graph: Graph, op: Op) -> Tensor | None:
-    """If op is DIV(y, 6) or MUL(y, 1/6) (either order) with no fused activation: y."""
-    if op.type not in ("MUL", "DIV") or fused_activation(op) != "NONE":
-        return None
-    found = constant_operand(graph, op, (1,) if op.type == "DIV" else (0, 1))
-    if found is None:
-        return None
-    k = scalar(found[1])
-    if k is None or abs(k - (6.0 if op.type == "DIV" else 1.0 / 6.0)) > 1e-6 * abs(k):
-        return None
-    return found[2]
+def _divided_by_6(y: Pattern, name: str | None = None) -> list[Pattern]:
+    """DIV(y, 6) or MUL(y, 1/6) (either order), no fused activation."""
+    sixth = {"where": fused("NONE"), "exact_arity": True, "name": name}
+    return [
+        op("DIV", y, const(equals=6.0, rtol=1e-6), **sixth),  # type: ignore[arg-type]
+        op("MUL", y, const(equals=1 / 6, rtol=1e-6), commutative=True, **sixth),  # type: ignore[arg-type]
+    ]
 
 
-def _x_times(graph: Graph, op: Op, factor: Tensor) -> Tensor | None:
-    """If op = MUL(x, factor) or MUL(factor, x): x."""
-    if op.type != "MUL" or fused_activation(op) != "NONE":
-        return None
-    a, b = graph.inputs_of(op)[:2]
-    return b if a is factor else a if b is factor else None
+# (x * r) / 6 and x * (r / 6), where r = RELU6(x + 3)
+_PRODUCT = op("MUL", var("x"), _RELU6_X_PLUS_3, commutative=True, exact_arity=True, where=fused("NONE"))
+_HARD_SWISH = [
+    *_divided_by_6(_PRODUCT, name="last"),
+    op("MUL", var("x"), either(*_divided_by_6(_RELU6_X_PLUS_3)), commutative=True, where=fused("NONE"), name="last"),
+]
 
 
-class HardSwish(Rule):
+class HardSwish(Rule[HardSwishMatch]):
     """x * RELU6(x + 3) / 6, with the division as DIV by 6 or MUL by 1/6, before or after the product,
     ==> HARD_SWISH(x)."""
 
@@ -234,27 +221,15 @@ class HardSwish(Rule):
     anchors = frozenset({"MUL", "DIV"})
     verb = "turned into HARD_SWISH with"
 
-    def match(self, graph: Graph, op: Op) -> Match | None:
-        # (x * r) / 6, where r = RELU6(x + 3)
-        product = _times_one_sixth(graph, op)
-        mul = producer_of(graph, product, "MUL")
-        if mul is not None and fused_activation(mul) == "NONE":
-            for factor in graph.inputs_of(mul)[:2]:
-                found = _relu6_of_x_plus_3(graph, factor) if factor is not None else None
-                if found and factor is not None and _x_times(graph, mul, factor) is found[0]:
-                    return HardSwishMatch([op, mul], found[0], [*found[1], mul, op])
-        # x * (r / 6)
-        if op.type == "MUL":
-            for factor in graph.inputs_of(op)[:2]:
-                scaled = producer_of(graph, factor)
-                r = _times_one_sixth(graph, scaled) if scaled is not None else None
-                found = _relu6_of_x_plus_3(graph, r) if r is not None else None
-                if found and scaled is not None and factor is not None and _x_times(graph, op, factor) is found[0]:
-                    return HardSwishMatch([op, scaled], found[0], [*found[1], scaled, op])
+    def match(self, graph: Graph, op: Op) -> HardSwishMatch | None:
+        for pattern in _HARD_SWISH:
+            assert isinstance(pattern, OpPattern)
+            found = match(pattern, graph, op)
+            if not isinstance(found, NoMatch):
+                return HardSwishMatch([op, found.matched[-2]], found.tensor("x"), found.matched)
         return None
 
-    def check(self, graph: Graph, m: Match) -> str | None:
-        assert isinstance(m, HardSwishMatch)
+    def check(self, graph: Graph, m: HardSwishMatch) -> str | None:
         if fused_activation(m.replaced[-1]) != "NONE":
             return f"the final {m.replaced[-1].type} has a fused activation"
         if is_quantized(output(graph, m.replaced[-1])) or not m.x.dtype.is_float:
@@ -262,23 +237,19 @@ class HardSwish(Rule):
         problem = same_shape_problem(m.x, output(graph, m.replaced[-1]))
         if problem:
             return problem
-        for op in m.replaced[:-1]:
-            problem = sole_use_problem(graph, output(graph, op), f"{op.type} output")
+        for step in m.replaced[:-1]:
+            problem = sole_use_problem(graph, output(graph, step), f"{step.type} output")
             if problem:
                 return problem
         return None
 
-    def describe(self, graph: Graph, m: Match) -> str:
-        assert isinstance(m, HardSwishMatch)
+    def describe(self, graph: Graph, m: HardSwishMatch) -> str:
         return f"x * relu6(x + 3) / 6 on '{m.x.name}' not turned into HARD_SWISH"
 
-    def rewrite(self, graph: Graph, m: Match) -> list[Op]:
-        assert isinstance(m, HardSwishMatch)
+    def rewrite(self, graph: Graph, m: HardSwishMatch) -> Replacement:
         last = m.replaced[-1]
         swish = Op("HARD_SWISH", name=last.name)
-        swish.seq = last.seq
-        replace_chain(graph, m.replaced, swish, [m.x])
-        return [swish]
+        return Replacement(m.replaced, [(swish, [m.x], [output(graph, last)])])
 
 
 @register

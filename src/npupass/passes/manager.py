@@ -7,16 +7,18 @@ is pattern (`match`) + guard (`check`, which returns the reason it declines) + `
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from npupass.errors import NpupassError
 from npupass.ir.analysis import fake_quant_problem, label
 from npupass.ir.check import problems
-from npupass.ir.graph import Graph, Model, Op
+from npupass.ir.graph import Graph, Model, Op, Tensor
+from npupass.ir.ops import IR_ONLY_OPS
 
 
 class PipelineError(NpupassError):
@@ -155,24 +157,49 @@ class Match:
     ops: list[Op]
 
 
-class Rule:
-    """pattern (`match`) + guard (`check` returns why it declines, or None) + `rewrite`."""
+M = TypeVar("M", bound=Match)
+
+
+@dataclass
+class Replacement:
+    """What a rewrite asks the framework to do: replace the ops `old` by `new` ((op, inputs, outputs)
+    in data order) at the place of `place` (default: the last of `old`). The graph refuses, with a
+    reason that becomes a decline, when an old op's result is read outside `old` or is a graph output
+    and no new op writes it (Graph.replace)."""
+
+    old: list[Op]
+    new: list[tuple[Op, Sequence[Tensor | None], Sequence[Tensor]]]
+    place: Op | None = None
+    options: dict[Op, dict[str, Any]] = field(default_factory=dict)
+    """Option updates for ops of `new` (an old op kept in `new` keeps its identity), applied only
+    when the graph accepts the replacement."""
+    rewire: dict[Tensor, Tensor] = field(default_factory=dict)
+    """Readers of an old op's output that read another tensor instead (a folded constant, say)."""
+
+
+class Rule(Generic[M]):
+    """pattern (`match`) + guard (`check` returns why it declines, or None) + `rewrite`.
+
+    `rewrite` returns a Replacement that the framework applies (placing the new ops in execution
+    order, carrying names and provenance, dropping dead tensors, refusing unsafe replacements); a
+    rule may instead edit the graph itself and return the new or changed ops.
+    """
 
     name: ClassVar[str]
     anchors: ClassVar[frozenset[str]]
     verb: ClassVar[str] = "rewritten with"
 
-    def match(self, graph: Graph, op: Op) -> Match | None:
+    def match(self, graph: Graph, op: Op) -> M | None:
         raise NotImplementedError
 
-    def check(self, graph: Graph, m: Match) -> str | None:
+    def check(self, graph: Graph, m: M) -> str | None:
         return None
 
-    def rewrite(self, graph: Graph, m: Match) -> list[Op]:
-        """Rewrite the match; returns the new or changed ops (they get provenance)."""
+    def rewrite(self, graph: Graph, m: M) -> Replacement | list[Op]:
+        """Rewrite the match: a Replacement, or (after editing the graph) the new or changed ops."""
         raise NotImplementedError
 
-    def describe(self, graph: Graph, m: Match) -> str:
+    def describe(self, graph: Graph, m: M) -> str:
         first = label(graph, m.ops[0])
         return f"{first} not {self.verb} {label(graph, m.ops[1])}" if len(m.ops) > 1 else f"{first} not rewritten"
 
@@ -180,11 +207,11 @@ class Rule:
 class RewritePass(Pass):
     """Applies its rules to every op, in execution order, until none fires (at most `max_sweeps` sweeps)."""
 
-    rules: ClassVar[tuple[Rule, ...]] = ()
+    rules: ClassVar[tuple[Rule[Any], ...]] = ()
     max_sweeps: ClassVar[int] = 64
 
     def run_on_graph(self, graph: Graph, ctx: Context) -> None:
-        by_anchor: dict[str, list[Rule]] = {}
+        by_anchor: dict[str, list[Rule[Any]]] = {}
         for rule in self.rules:
             for anchor in rule.anchors:
                 by_anchor.setdefault(anchor, []).append(rule)
@@ -201,9 +228,18 @@ class RewritePass(Pass):
                     if reason is not None:
                         ctx.decline(rule.name, f"{rule.describe(graph, m)}: {reason}", op)
                         continue
-                    ctx.fired(rule.name, op)
                     origins = ctx.origins(graph, m.ops)
-                    ctx.rewrote(rule.name, rule.rewrite(graph, m), origins)
+                    done = rule.rewrite(graph, m)
+                    if isinstance(done, Replacement):
+                        refused = graph.replace(done.old, done.new, done.place, done.rewire)
+                        if refused is not None:
+                            ctx.decline(rule.name, f"{rule.describe(graph, m)}: {refused}", op)
+                            continue
+                        for changed, updates in done.options.items():
+                            changed.options.update(updates)
+                        done = [new for new, _, _ in done.new]
+                    ctx.fired(rule.name, op)
+                    ctx.rewrote(rule.name, done, origins)
                     fired = True
                     break
             if not fired:
@@ -231,20 +267,32 @@ def _load_builtin_passes() -> None:
 
 
 # --- model properties named by requires / guarantees ----------------------------------------------------
-def _no_ir_only_ops(model: Model) -> str | None:
-    from npupass.ir.ops import IR_ONLY_OPS
-
+def _no_ir_only_ops(model: Model, types: Iterable[str] = IR_ONLY_OPS) -> str | None:
     for graph in model.subgraphs:
         for op in graph.iter_ops():
-            if op.type in IR_ONLY_OPS:
+            if op.type in types:
                 return f"{label(graph, op)} is an IR-only op"
     return None
+
+
+def _no_op_property(op_type: str) -> str:
+    """The property that no `op_type` op is left ("no-batch-norm"): what the pass lowering it guarantees."""
+    return "no-" + op_type.lower().replace("_", "-")
 
 
 PROPERTIES: dict[str, Callable[[Model], str | None]] = {
     "no-ir-only-ops": _no_ir_only_ops,
     "no-fake-quant": fake_quant_problem,
 }
+PROPERTIES.update({_no_op_property(t): functools.partial(_no_ir_only_ops, types=(t,)) for t in IR_ONLY_OPS})
+
+
+def _providers(prop: str, model: Model) -> list[str]:
+    """The passes that establish `prop` (for no-ir-only-ops: those lowering the IR-only ops the model holds)."""
+    wanted = {prop}
+    if prop == "no-ir-only-ops":
+        wanted = {_no_op_property(op.type) for g in model.subgraphs for op in g.iter_ops() if op.type in IR_ONLY_OPS}
+    return [q.name for q in PASSES.values() if wanted & q.guarantees]
 
 
 # --- the manager -------------------------------------------------------------------------------------
@@ -350,7 +398,7 @@ class PassManager:
         for prop in sorted(p.requires):
             violation = PROPERTIES[prop](model)
             if violation is not None:
-                providers = [q.name for q in PASSES.values() if prop in q.guarantees]
+                providers = _providers(prop, model)
                 raise PipelineError(
                     f"pass {p.name} requires {prop}, but {violation}; run {' or '.join(providers)} before it"
                 )

@@ -1,10 +1,14 @@
-"""Matching helpers shared by the rewrite rules: operands, constants, guards.
+"""Matching helpers shared by the rewrite rules: operand patterns, constants, guards.
 
 Op families and quantization helpers live in the IR (ir.ops, ir.quant); they are re-exported here
 for the rules' convenience.
 """
 
 from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -140,7 +144,224 @@ def replace_chain(graph: Graph, chain: list[Op], new: Op, inputs: list[Tensor | 
     the chain's intermediate tensors and the constants only it read go too."""
     result = output(graph, chain[-1])
     left = [t for op in chain for t in (*graph.inputs_of(op), *graph.outputs_of(op)) if t is not None]
+    position = graph.position(chain[-1])
     for op in chain:
         graph.remove_op(op)
-    graph.add_op(new, inputs, [result])
+    graph.add_op(new, inputs, [result], place=position)
     graph.drop_unused(*left)
+
+
+# --- patterns: operand trees that read like the algebra ---------------------------------------------
+# `op("ADD", op(WEIGHTED, name="p"), const("d"), commutative=True, name="add")` matches a tensor
+# written by an ADD whose operands are a weighted op's output and a constant, in either order, and
+# binds the ops and the constant. A failed match says why (NoMatch.reason), for --explain and tests.
+
+
+@dataclass
+class NoMatch:
+    """Why a pattern did not match (falsy, so `if not found:` reads naturally)."""
+
+    reason: str
+
+    def __bool__(self) -> bool:
+        return False
+
+
+@dataclass
+class Bindings:
+    """What a pattern bound: ops, tensors and constant values by name, and the matched ops in data
+    order (operands before the ops that read them)."""
+
+    ops: dict[str, Op] = field(default_factory=dict)
+    tensors: dict[str, Tensor] = field(default_factory=dict)
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+    matched: list[Op] = field(default_factory=list)
+
+    def op(self, name: str) -> Op:
+        return self.ops[name]
+
+    def tensor(self, name: str) -> Tensor:
+        return self.tensors[name]
+
+    def value(self, name: str) -> np.ndarray:
+        return self.values[name]
+
+    def copy(self) -> Bindings:
+        return Bindings(dict(self.ops), dict(self.tensors), dict(self.values), list(self.matched))
+
+
+class Pattern:
+    """Matches a tensor (an operand); extends `b` in place, or returns NoMatch."""
+
+    def match(self, graph: Graph, t: Tensor | None, b: Bindings) -> NoMatch | None:
+        raise NotImplementedError
+
+
+@dataclass
+class Var(Pattern):
+    """Any tensor; a name bound twice must be the same tensor (x * relu6(x + 3))."""
+
+    name: str | None = None
+
+    def match(self, graph: Graph, t: Tensor | None, b: Bindings) -> NoMatch | None:
+        if t is None:
+            return NoMatch("operand is omitted")
+        if self.name is not None:
+            seen = b.tensors.setdefault(self.name, t)
+            if seen is not t:
+                return NoMatch(f"'{t.name}' is not '{seen.name}'")
+        return None
+
+
+@dataclass
+class Const(Pattern):
+    """A dense constant (its real values captured); with `equals`, every element that value
+    (within relative `rtol`)."""
+
+    name: str | None = None
+    equals: float | None = None
+    rtol: float = 0.0
+
+    def match(self, graph: Graph, t: Tensor | None, b: Bindings) -> NoMatch | None:
+        values = real_values(t) if t is not None else None
+        if t is None or values is None:
+            return NoMatch(f"'{t.name if t else '?'}' is not a constant")
+        if self.equals is not None:
+            k = scalar(t)
+            if k is None or abs(k - self.equals) > self.rtol * abs(k):
+                return NoMatch(f"constant '{t.name}' is not {self.equals:g}")
+        if self.name is not None:
+            b.tensors[self.name] = t
+            b.values[self.name] = values
+        return None
+
+
+@dataclass
+class OpPattern(Pattern):
+    """A tensor written (as output 0) by an op of one of `types` (any type when empty) whose first
+    operands match `operands` (both orders of two when `commutative`), and that passes `where`
+    (returns why not, or None). `one_use` / `not_output` constrain the tensor itself: it must have
+    exactly one reader, and must not be a graph output (an intermediate a fusion swallows)."""
+
+    types: frozenset[str]
+    operands: tuple[Pattern, ...] = ()
+    name: str | None = None
+    commutative: bool = False
+    one_use: bool = False
+    not_output: bool = False
+    where: Callable[[Graph, Op], str | None] | None = None
+    exact_arity: bool = False
+
+    def match(self, graph: Graph, t: Tensor | None, b: Bindings) -> NoMatch | None:
+        writer = graph.producer(t) if t is not None else None
+        if t is None or writer is None:
+            return NoMatch(f"'{t.name if t else '?'}' has no producer")
+        if self.not_output and graph.is_graph_output(t):
+            return NoMatch(f"'{t.name}' is a graph output")
+        if self.one_use and len(graph.nx._succ[t]) != 1:
+            return NoMatch(f"'{t.name}' has {len(graph.consumers(t))} consumers")
+        if graph.outputs_of(writer)[0] is not t:
+            return NoMatch(f"'{t.name}' is not the first output of {writer.type}")
+        return self.match_op(graph, writer, b)
+
+    def match_op(self, graph: Graph, op: Op, b: Bindings) -> NoMatch | None:
+        """Match at `op` itself (the anchor of a rule)."""
+        if self.types and op.type not in self.types:
+            return NoMatch(f"{op.type} is not {' or '.join(sorted(self.types))}")
+        if self.where is not None:
+            reason = self.where(graph, op)
+            if reason is not None:
+                return NoMatch(reason)
+        inputs = graph.inputs_of(op)
+        n = len(self.operands)
+        if len(inputs) < n or (self.exact_arity and len(inputs) != n):
+            return NoMatch(f"{op.type} has {len(inputs)} operands")
+        orders = [inputs[:n]]
+        if self.commutative and n == 2:
+            orders.append([inputs[1], inputs[0]])
+        failed: NoMatch | None = None
+        for operands in orders:
+            trial = b.copy()
+            failed = None
+            for p, t in zip(self.operands, operands, strict=True):
+                failed = p.match(graph, t, trial)
+                if failed is not None:
+                    break
+            if failed is None:
+                if self.name is not None:
+                    trial.ops[self.name] = op
+                trial.matched.append(op)
+                b.ops, b.tensors, b.values, b.matched = trial.ops, trial.tensors, trial.values, trial.matched
+                return None
+        return failed
+
+
+@dataclass
+class Either(Pattern):
+    """The first of `choices` that matches."""
+
+    choices: tuple[Pattern, ...]
+
+    def match(self, graph: Graph, t: Tensor | None, b: Bindings) -> NoMatch | None:
+        failed: NoMatch | None = None
+        for choice in self.choices:
+            trial = b.copy()
+            failed = choice.match(graph, t, trial)
+            if failed is None:
+                b.ops, b.tensors, b.values, b.matched = trial.ops, trial.tensors, trial.values, trial.matched
+                return None
+        return failed
+
+
+def op(
+    types: str | Iterable[str] = (),
+    *operands: Pattern,
+    name: str | None = None,
+    commutative: bool = False,
+    one_use: bool = False,
+    not_output: bool = False,
+    where: Callable[[Graph, Op], str | None] | None = None,
+    exact_arity: bool = False,
+) -> OpPattern:
+    """An op pattern: `op("MUL", var("x"), const("k"), commutative=True)`."""
+    kinds = frozenset({types} if isinstance(types, str) else types)
+    return OpPattern(kinds, operands, name, commutative, one_use, not_output, where, exact_arity)
+
+
+def var(name: str | None = None) -> Var:
+    return Var(name)
+
+
+def const(name: str | None = None, equals: float | None = None, rtol: float = 0.0) -> Const:
+    return Const(name, equals, rtol)
+
+
+def either(*choices: Pattern) -> Either:
+    return Either(choices)
+
+
+def intermediate(p: OpPattern) -> OpPattern:
+    """`p` as an intermediate a fusion swallows: one reader, not a graph output."""
+    return dataclasses.replace(p, one_use=True, not_output=True)
+
+
+def match(pattern: OpPattern, graph: Graph, anchor: Op) -> Bindings | NoMatch:
+    """Match `pattern` with its root at `anchor`: the bindings, or why not."""
+    b = Bindings()
+    failed = pattern.match_op(graph, anchor, b)
+    return b if failed is None else failed
+
+
+def fused(activation: str = "NONE") -> Callable[[Graph, Op], str | None]:
+    """A `where` guard: the op's fused activation is `activation`."""
+
+    def guard(graph: Graph, op: Op) -> str | None:
+        found = fused_activation(op)
+        return None if found == activation else f"{op.type} has fused {found}"
+
+    return guard
+
+
+def has_fused_activation(graph: Graph, op: Op) -> str | None:
+    """A `where` guard: the op's options have a fused_activation_function field."""
+    return None if fused_activation(op) is not None else f"{op.type} has no fused activation"

@@ -13,6 +13,8 @@ from npupass.ir.ops import IR_ONLY_OPS
 
 CANONICALIZE = ["fold-batch-norm", "fuse-activations"]
 FOLD_FAKE_QUANT = "fold-fake-quant"
+# IR-only ops -> the passes that remove them, before canonicalization (an exact GELU's ERF)
+LOWERINGS = {"ERF": ["fuse-gelu", "lower-erf"]}
 
 
 @dataclass(frozen=True)
@@ -40,12 +42,13 @@ def default_pipeline(model: Model, target: TargetNeeds | None = None) -> list[st
     """The passes to run on `model` for `target` (None: a plain conversion, which keeps a canonical model
     exactly as it is and canonicalizes, and folds the fake quantization of, a translated one)."""
     needs = target or TargetNeeds()
-    names: list[str] = []
+    present = {op.type for g in model.subgraphs for op in g.iter_ops()}
+    names = [name for op_type, passes in LOWERINGS.items() if op_type in present for name in passes]
     if needs.canonicalize == "always" or needs_canonicalization(model):
         names += CANONICALIZE
     fold = has_fake_quant(model) and (needs.integer or (target is None and not model.canonical))
     if fold:
-        names = (names or CANONICALIZE) + [FOLD_FAKE_QUANT]
+        names = names + [n for n in CANONICALIZE if n not in names] + [FOLD_FAKE_QUANT]
     return names + [n for n in needs.then if n not in names]
 
 

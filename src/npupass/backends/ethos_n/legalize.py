@@ -173,7 +173,6 @@ class AffineToDepthwiseExact(Rule):
             "fused_activation_function": fused_activation(m.last) or "NONE",
         }
         dw = Op("DEPTHWISE_CONV_2D", options, "DepthwiseConv2DOptions", version=3, name=m.last.name)
-        dw.seq = m.ops[0].seq
         zeros = np.zeros(channels, dtype=np.int64)
         w_quant = Quantization(m.scales.astype(np.float32), zeros, 3)
         weight = new_constant(f"{base}/depthwise_weight", m.weights.reshape(1, 1, 1, channels), DType.INT8, w_quant)
@@ -410,10 +409,10 @@ class SplitMaxPool(Rule):
         )
         second_options = dict(o) | {"padding": "VALID", "filter_height": 1, "filter_width": 1}
         second = Op("MAX_POOL_2D", second_options, "Pool2DOptions", version=pool.version, name=pool.name)
-        first.seq = second.seq = pool.seq
+        position = graph.position(pool)
         graph.remove_op(pool)
-        graph.add_op(first, [x], [mid])
-        graph.add_op(second, [mid], [result])
+        graph.add_op(first, [x], [mid], place=position)
+        graph.add_op(second, [mid], [result], place=position)
         return [first, second]
 
 

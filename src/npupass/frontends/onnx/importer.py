@@ -9,7 +9,6 @@ changes `perm`, so transposes that cancel never appear.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -267,7 +266,7 @@ class Importer:
     # --- the graph ----------------------------------------------------------------------------
     def run(self) -> Model:
         g = self.proto.graph
-        nodes = fuse_gelu(list(g.node), self)
+        nodes = list(g.node)
         unknown: dict[str, list[str]] = {}
         for node in nodes:
             if (node.op_type not in CONVERTERS and node.op_type not in FOLDERS) or node.domain not in ("", "ai.onnx"):
@@ -320,7 +319,9 @@ class Importer:
             "outputs": [list(self._output_perms[info.name]) for info in g.output],
         }
         metadata = [(LAYOUT_METADATA, json.dumps(layout).encode())]
-        return Model([self.graph], signatures=[signature], metadata=metadata, source_format="onnx", canonical=False)
+        model = Model([self.graph], signatures=[signature], metadata=metadata, source_format="onnx", canonical=False)
+        self.graph.rename_twins()  # a constant laid out for two readers is two tensors of one name
+        return model  # an exact GELU's ERF (IR-only) is fused by the default pipeline (passes.policy)
 
     def _convert(self, node: Any) -> None:
         where = f"ONNX {node.op_type} '{node.name or node.output[0]}'"
@@ -417,75 +418,3 @@ def _type_of(info: Any) -> tuple[DType, tuple[int, ...] | None]:
         else:
             raise UnsupportedFeatureError(f"value '{info.name}' has a symbolic dimension {d.dim_param or '?'}")
     return dtype, tuple(dims)
-
-
-def fuse_gelu(nodes: list[Any], importer: Importer) -> list[Any]:
-    """x * 0.5 * (1 + erf(x / sqrt 2)) as one Gelu node (PyTorch's exact GELU, which has no TFLite Erf)."""
-    from onnx import helper
-
-    producers = {out: n for n in nodes for out in n.output}
-    readers: dict[str, list[Any]] = {}
-    for n in nodes:
-        for name in n.input:
-            readers.setdefault(name, []).append(n)
-
-    from onnx import numpy_helper
-
-    constants: dict[str, np.ndarray] = {}
-    for n in nodes:
-        for a in n.attribute:
-            if n.op_type == "Constant" and a.name == "value" and n.output:
-                # a damaged constant is reported when its Constant node is converted
-                with contextlib.suppress(ValueError, TypeError, KeyError):
-                    constants[n.output[0]] = numpy_helper.to_array(a.t)
-
-    def scalar(name: str) -> float | None:
-        c = importer.const(name)
-        c = constants.get(name) if c is None else c
-        return float(c.reshape(-1)[0]) if c is not None and c.size == 1 else None
-
-    def other(n: Any, name: str) -> str:
-        return n.input[1] if n.input[0] == name else n.input[0]
-
-    replaced: dict[int, Any] = {}
-    dropped: set[int] = set()
-    for erf in nodes:
-        if erf.op_type != "Erf":
-            continue
-        scale = producers.get(erf.input[0])
-        if scale is None or scale.op_type not in ("Div", "Mul"):
-            continue
-        k = scalar(scale.input[1])
-        if k is None or abs((k if scale.op_type == "Div" else 1 / k) - np.sqrt(2)) > 1e-3:
-            continue
-        x = scale.input[0]
-        chain = [scale, erf]
-        add = readers.get(erf.output[0], [])
-        if len(add) != 1 or add[0].op_type != "Add" or scalar(other(add[0], erf.output[0])) != 1.0:
-            continue
-        chain.append(add[0])
-        mul = readers.get(add[0].output[0], [])
-        if len(mul) != 1 or mul[0].op_type != "Mul":
-            continue
-        chain.append(mul[0])
-        factor = other(mul[0], add[0].output[0])
-        last = mul[0]
-        if factor == x:  # x * (1 + erf) then * 0.5
-            half = readers.get(mul[0].output[0], [])
-            if len(half) != 1 or half[0].op_type != "Mul" or scalar(other(half[0], mul[0].output[0])) != 0.5:
-                continue
-            last = half[0]
-            chain.append(last)
-        else:  # (x * 0.5) * (1 + erf)
-            pre = producers.get(factor)
-            if pre is None or pre.op_type != "Mul" or other(pre, x) == x or scalar(other(pre, x)) != 0.5:
-                continue
-            if x not in pre.input or len(readers.get(factor, [])) != 1:
-                continue
-            chain.insert(0, pre)
-        inner = [out for n in chain[:-1] for out in n.output]
-        if any(r not in chain for name in inner for r in readers.get(name, [])):
-            continue
-        replaced[id(chain[-1])] = helper.make_node("Gelu", [x], [last.output[0]], name=last.name or last.output[0])
-        dropped.update(id(n) for n in chain[:-1])
-    return [replaced.get(id(n), n) for n in nodes if id(n) not in dropped]

@@ -19,6 +19,7 @@ from npupass.frontends.onnx.importer import (
     folder,
     identity,
 )
+from npupass.ir.evaluate import evaluate
 from npupass.ir.graph import Op, Tensor
 from npupass.ir.quant import same_quant_values
 from npupass.ir.types import DType, Quantization
@@ -54,12 +55,12 @@ def _identity(imp: Importer, node: Any, inputs: list[np.ndarray]) -> list[np.nda
 def _cast(imp: Importer, node: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
     from onnx import helper
 
-    return [inputs[0].astype(helper.tensor_dtype_to_np_dtype(attrs(node)["to"]))]
+    return [evaluate("CAST", inputs, {"to": helper.tensor_dtype_to_np_dtype(attrs(node)["to"])})]
 
 
 @folder("Gather")
 def _gather(imp: Importer, node: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    return [np.take(inputs[0], inputs[1], axis=attrs(node).get("axis", 0))]
+    return [evaluate("GATHER", inputs, {"axis": attrs(node).get("axis", 0)})]
 
 
 @folder("Unsqueeze")
@@ -80,7 +81,7 @@ def _squeeze(imp: Importer, node: Any, inputs: list[np.ndarray]) -> list[np.ndar
 
 @folder("Concat")
 def _concat(imp: Importer, node: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    return [np.concatenate(inputs, axis=attrs(node)["axis"])]
+    return [evaluate("CONCATENATION", inputs, {"axis": attrs(node)["axis"]})]
 
 
 @folder("ConstantOfShape")
@@ -98,11 +99,7 @@ def _range(imp: Importer, node: Any, inputs: list[np.ndarray]) -> list[np.ndarra
 
 @folder("Add", "Sub", "Mul", "Div")
 def _arith(imp: Importer, node: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    a, b = inputs
-    if node.op_type == "Div" and a.dtype.kind in "iu":
-        return [(a // b).astype(a.dtype)]
-    fn = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}[node.op_type]
-    return [fn(a, b).astype(np.result_type(a, b))]
+    return [evaluate(node.op_type.upper(), inputs)]
 
 
 @folder("Reshape")
@@ -112,8 +109,7 @@ def _reshape_fold(imp: Importer, node: Any, inputs: list[np.ndarray]) -> list[np
 
 @folder("Transpose")
 def _transpose_fold(imp: Importer, node: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    perm = attrs(node).get("perm")
-    return [np.transpose(inputs[0], perm)]
+    return [evaluate("TRANSPOSE", inputs, {"perm": attrs(node).get("perm")})]
 
 
 @folder("Shape")
@@ -427,6 +423,7 @@ UNARY = {
     "Exp": "EXP",
     "Abs": "ABS",
     "Neg": "NEG",
+    "Erf": "ERF",  # IR-only: the import fuses it into GELU or lowers it (passes/fuse_gelu.py)
 }
 
 
