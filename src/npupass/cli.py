@@ -584,10 +584,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="compile a model for an NPU or CPU target and report what runs where",
         description="Compile MODEL (.tflite or .onnx, never modified) for --target: ethos-u55-{32,64,128,256}, "
         "ethos-u65-{256,512}, ethos-u85-{128,256,512,1024,2048} (through Arm Vela), ethos-n78[-VARIANT] "
-        "(an Arm NN-ready int8 TFLite) or xnnpack (sparse TFLite).",
+        "(an Arm NN-ready int8 TFLite), xnnpack (sparse TFLite) or cortex-m (TFLite Micro).",
     )
     comp.add_argument("model", help="the input model, .tflite or .onnx (never modified)")
-    comp.add_argument("--target", required=True, help="e.g. ethos-u55-128, ethos-n78, xnnpack")
+    comp.add_argument("--target", required=True, help="e.g. ethos-u55-128, ethos-n78, xnnpack, cortex-m")
     comp.add_argument("-o", "--output-dir", default="output", metavar="OUTDIR", help="where to write (default: output)")
     comp.add_argument("--passes", metavar="LIST", help="run these passes instead of the target's default pipeline")
     comp.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -600,6 +600,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     xnn_group = comp.add_argument_group("XNNPACK options")
     xnn_group.add_argument("--fp16", action="store_true", help="store sparse weights as FLOAT16")
+    mcu_group = comp.add_argument_group("Cortex-M (TFLite Micro) options")
+    mcu_group.add_argument(
+        "--allow-unsupported", action="store_true", help="write the model even when TFLM cannot run some op"
+    )
+    mcu_group.add_argument("--emit", choices=("c",), help="also write <name>.c/.h with the model as a C array")
+    mcu_group.add_argument("--c-section", metavar="NAME", help="linker section of the C array (default .rodata)")
+    mcu_group.add_argument(
+        "--arena-limit", type=_positive, metavar="BYTES", help="fail unless TFLM runs the model in this arena"
+    )
+    mcu_group.add_argument("--compress", choices=("lut",), help="TFLM LUT weight compression, verified in TFLM")
     comp.set_defaults(func=cmd_compile)
 
     passes = sub.add_parser("passes", help="list the passes with one-line descriptions")

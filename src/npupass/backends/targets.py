@@ -42,7 +42,7 @@ class UnknownTargetError(NpupassError):
 def target_names() -> list[str]:
     names = [f"ethos-{core}-{macs}" for core, all_macs in ETHOS_U_MACS.items() for macs in all_macs]
     names += ["ethos-n78"] + [f"ethos-n78-{v}" for v in ETHOS_N78_VARIANTS]
-    return [*names, "xnnpack"]
+    return [*names, "xnnpack", "cortex-m"]
 
 
 def parse_target(name: str) -> Target:
@@ -63,7 +63,9 @@ def parse_target(name: str) -> Target:
         )
     if text == "xnnpack":
         return Target("xnnpack", "xnnpack")
+    if re.fullmatch(r"cortex-m(?:0\+?|3|4|7|33|35p|52|55|85)?", text):  # TFLM's kernels: the core changes nothing
+        return Target("cortex-m", "cortex_m")
     raise UnknownTargetError(
         f"unknown target '{name}': choose ethos-u55-{{32,64,128,256}}, ethos-u65-{{256,512}}, "
-        f"ethos-u85-{{128,256,512,1024,2048}}, ethos-n78[-VARIANT] or xnnpack"
+        f"ethos-u85-{{128,256,512,1024,2048}}, ethos-n78[-VARIANT], xnnpack or cortex-m"
     )

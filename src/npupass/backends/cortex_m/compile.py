@@ -1,0 +1,290 @@
+"""`npupass compile MODEL --target cortex-m`: an int8 TFLite proven to run in TFLite Micro, with its arena.
+
+`compile_cortex_m` does the work on an IR model and returns the report and the files as bytes; `run` is
+the command's adapter (loads, writes atomically, prints).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from npupass.backends.cortex_m.c_source import DEFAULT_SECTION, c_identifier, check_section, emit_c
+from npupass.backends.targets import Target
+from npupass.backends.tflite import serialize_tflite
+from npupass.errors import NpupassError
+from npupass.ir.graph import Model
+from npupass.passes import PassManager
+from npupass.passes.manager import has_fake_quant, parse_pipeline
+from npupass.verify.tflm import MEASURE_ARENA, OpProblem, TflmRun, arena_json, check_ops, custom_codes, run_tflm
+
+BASE_PIPELINE = ["fold-batch-norm", "fuse-activations"]
+SAMPLES = 3
+MAX_STEPS = 1  # TFLM's reference kernels may round a tie differently from LiteRT's optimized ones
+
+
+class FloatModelError(NpupassError):
+    """The model computes in float; Cortex-M deployment wants int8."""
+
+
+class UnsupportedOpsError(NpupassError):
+    """TFLM cannot run some op of the model."""
+
+
+class ArenaLimitError(NpupassError):
+    """The tensor arena TFLM needs exceeds --arena-limit."""
+
+
+def default_pipeline(model: Model) -> list[str]:
+    """Batch-norm folding and activation fusion, then fold-fake-quant (int8 I/O) for a quantization-aware export."""
+    return BASE_PIPELINE + (["fold-fake-quant"] if has_fake_quant(model) else [])
+
+
+def refuse_float(model: Model) -> None:
+    """Raise FloatModelError unless the main graph's activations are integer-quantized."""
+    if has_fake_quant(model):
+        raise FloatModelError(
+            "the model's fake quantization is not folded, so it would run in float: leave out --passes, "
+            "or put fold-fake-quant in it"
+        )
+    activations = [t for t in model.main.tensors if not t.is_constant]
+    if any(t.quant is not None and t.quant.is_affine and not t.dtype.is_float for t in activations):
+        return
+    raise FloatModelError(
+        "the model computes in float: on a Cortex-M that means TFLM's slow reference float kernels "
+        "(CMSIS-NN has int8/int16 kernels only) and four times the flash and arena; convert it to full "
+        "int8 (TFLite converter with a representative dataset, or quantization-aware training) and compile that"
+    )
+
+
+def _problems_json(problems: list[OpProblem]) -> list[dict[str, Any]]:
+    return [{"op": p.op, "index": p.index, "reason": p.reason} for p in problems]
+
+
+def _agreement(litert_outputs: list[list[np.ndarray]], run: TflmRun, names: list[str]) -> dict[str, Any]:
+    """TFLM vs LiteRT per output, in quantization steps (ints) or absolute difference (floats)."""
+    from npupass.verify.compare import OutputComparison, Tolerance, compare_arrays
+
+    per_output: list[OutputComparison | None] = [None] * len(names)
+    for reference, got in zip(litert_outputs, run.outputs, strict=True):
+        for i, (x, y) in enumerate(zip(reference, got, strict=True)):
+            c = compare_arrays(x, y.reshape(x.shape), Tolerance(0.0, 0.0, MAX_STEPS), names[i])
+            prev = per_output[i]
+            if prev is not None:
+                c.elements += prev.elements
+                c.mismatched += prev.mismatched
+                c.bit_exact = c.bit_exact and prev.bit_exact
+                c.max_steps = max(c.max_steps or 0, prev.max_steps or 0) if c.max_steps is not None else None
+                c.max_abs_diff = max(c.max_abs_diff, prev.max_abs_diff)
+            per_output[i] = c
+    outputs = [
+        {
+            "name": c.name,
+            "bit_exact": c.bit_exact,
+            "max_steps": c.max_steps,
+            "max_abs_diff": c.max_abs_diff,
+            "differing_elements": _differing(litert_outputs, run, i),
+            "elements": c.elements,
+        }
+        for i, c in enumerate(per_output)
+        if c is not None
+    ]
+    return {
+        "samples": len(litert_outputs),
+        "bit_exact": all(o["bit_exact"] for o in outputs),
+        "within_steps": MAX_STEPS,
+        "ok": all(c is not None and c.mismatched == 0 for c in per_output),
+        "outputs": outputs,
+    }
+
+
+def _differing(reference: list[list[np.ndarray]], run: TflmRun, i: int) -> int:
+    return sum(
+        int(np.count_nonzero(r[i] != g[i].reshape(r[i].shape))) for r, g in zip(reference, run.outputs, strict=True)
+    )
+
+
+def _fail_text(run: TflmRun) -> str:
+    if run.problems:
+        return "; ".join(p.text() for p in run.problems)
+    return run.error or run.stage
+
+
+def compile_cortex_m(
+    model: Model, target_name: str, *, passes: list[str] | None = None, options: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Compile `model` (rewritten in place) for TFLM on a Cortex-M: returns (report, {file name: bytes}).
+
+    options: name (file stem, default "model"), allow_unsupported, arena_limit (bytes), compress ("lut"),
+    emit ("c"), c_section (default .rodata), samples, seed, explain_differences (run each op alone in both
+    interpreters when the model's outputs are not bit-exact; default True).
+    Raises FloatModelError, UnsupportedOpsError, ArenaLimitError, TflmUnavailableError.
+    """
+    from npupass.verify.compare import float_input_ranges
+    from npupass.verify.litert import LiteRTModel, make_inputs
+    from npupass.verify.tflm import op_differences, require_tflm
+
+    opts = dict(options or {})
+    name = str(opts.get("name") or "model")
+    samples, seed = int(opts.get("samples", SAMPLES)), int(opts.get("seed", 0))
+    section = check_section(str(opts.get("c_section") or DEFAULT_SECTION))
+    if opts.get("emit") not in (None, "c"):
+        raise NpupassError(f"--emit {opts['emit']}: only 'c' is supported")
+    if opts.get("compress") not in (None, "lut"):
+        raise NpupassError(f"--compress {opts['compress']}: only 'lut' is supported")
+    require_tflm()
+    start = time.perf_counter()
+    names = parse_pipeline(passes) if passes else default_pipeline(model)
+    pass_options = {"fold-fake-quant": {"io": "int8"}} if "fold-fake-quant" in names else {}
+    pipeline = PassManager(names, options=pass_options).run(model)
+    refuse_float(model)
+    data = serialize_tflite(model)
+
+    reference = LiteRTModel(data)
+    ranges = float_input_ranges(model)
+    inputs = [make_inputs(reference.inputs, seed + s, ranges) for s in range(samples)]
+    litert_outputs = [reference.run(x) for x in inputs]
+
+    compression = None
+    if opts.get("compress") == "lut":
+        from npupass.backends.cortex_m.lut import compress_lut
+
+        data, compression = compress_lut(data, inputs)
+
+    run = run_tflm(data, inputs, custom_codes=custom_codes(model))
+    unsupported: list[OpProblem] = []
+    if not run.ok:
+        if run.arena_missing is not None and not run.problems:
+            raise NpupassError(f"TFLM could not allocate the model in {MEASURE_ARENA:,} bytes of arena")
+        # name the culprit: TFLM's message names it, else (a crash) each op alone finds it
+        unsupported = run.problems if run.problems and run.stage != "crash" else check_ops(model)
+        if not unsupported:
+            raise NpupassError(f"TFLM failed to run the model: {_fail_text(run)}")
+        if not opts.get("allow_unsupported"):
+            listed = "; ".join(p.text() for p in unsupported)
+            raise UnsupportedOpsError(
+                f"TFLM cannot run {len(unsupported)} op(s) of the model: {listed} "
+                "(--allow-unsupported writes it anyway)"
+            )
+
+    arena = run.arena
+    limit = opts.get("arena_limit")
+    limit_check = None
+    if limit is not None and arena is not None:
+        at_limit = run_tflm(data, inputs[:1], arena_size=int(limit))
+        if not at_limit.ok:
+            raise ArenaLimitError(
+                f"the tensor arena needs {arena.total:,} bytes, limit {int(limit):,} (TFLM: {_fail_text(at_limit)})"
+            )
+        limit_check = {"limit": int(limit), "fits": True}
+
+    agreement = None
+    differences = None
+    if run.ok:
+        agreement = _agreement(litert_outputs, run, [s.name for s in reference.outputs])
+        if not agreement["bit_exact"] and opts.get("explain_differences", True):
+            differences = [
+                {"index": d.index, "op": d.op, "max_steps": d.max_steps, "mismatched": d.mismatched,
+                 "elements": d.elements}
+                for d in op_differences(model, samples=samples, seed=seed)
+            ]  # fmt: skip
+
+    files: dict[str, bytes] = {f"{name}.tflite": data}
+    if opts.get("emit") == "c":
+        files.update(emit_c(data, c_identifier(name), arena.total if arena else None, section))
+    report: dict[str, Any] = {
+        "target": target_name,
+        "runtime": "TensorFlow Lite for Microcontrollers (tflite-micro host interpreter, reference kernels)",
+        "flash_bytes": len(data),
+        "arena": arena_json(arena),
+        "arena_limit": limit_check,
+        "unsupported_ops": _problems_json(unsupported),
+        "tflm_vs_litert": agreement,
+        "op_differences": differences,
+        "compression": compression,
+        "pipeline": pipeline.to_json(),
+        "files": [*sorted(files), "report.json"],
+        "c_section": section if opts.get("emit") == "c" else None,
+        "seconds": 0.0,
+    }
+    report["seconds"] = round(time.perf_counter() - start, 3)
+    files["report.json"] = (json.dumps(report, indent=2) + "\n").encode()
+    return report, files
+
+
+def run(args: argparse.Namespace, target: Target) -> int:
+    """The `npupass compile --target cortex-m` command: returns the exit code."""
+    from npupass.fileio import atomic_write_all
+    from npupass.frontends import load_model
+
+    src = Path(args.model)
+    out_dir = Path(args.output_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NpupassError(f"output directory {out_dir} is a file")
+    model = load_model(src)
+    options = {
+        "name": f"{src.stem}_{target.backend}",
+        "allow_unsupported": getattr(args, "allow_unsupported", False),
+        "arena_limit": getattr(args, "arena_limit", None),
+        "compress": getattr(args, "compress", None),
+        "emit": getattr(args, "emit", None),
+        "c_section": getattr(args, "c_section", None),
+    }
+    report, files = compile_cortex_m(
+        model, target.name, passes=parse_pipeline(args.passes) if args.passes else None, options=options
+    )
+    paths = {out_dir / n: b for n, b in files.items()}
+    for path in paths:
+        if path.exists() and path.resolve() == src.resolve():
+            raise NpupassError(f"refusing to overwrite the input model {src}; choose another --output-dir")
+    report["input"] = str(src)
+    paths[out_dir / "report.json"] = (json.dumps(report, indent=2) + "\n").encode()
+    atomic_write_all(paths)
+    if args.json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        _render(report, out_dir)
+    agreement = report["tflm_vs_litert"]
+    return 1 if agreement is not None and not agreement["ok"] else 0
+
+
+def _render(report: dict[str, Any], out_dir: Path) -> None:
+    from npupass.cli import _console
+
+    console = _console()
+    console.print(f"wrote {', '.join(str(out_dir / f) for f in report['files'])}")
+    console.print(f"flash (model bytes): {report['flash_bytes']:,}")
+    arena = report["arena"]
+    if arena:
+        console.print(
+            f"tensor arena (TFLM recording allocator): {arena['total']:,} bytes "
+            f"(head {arena['head']:,} planned tensors, tail {arena['tail']:,} persistent)"
+        )
+    for p in report["unsupported_ops"]:
+        where = f" (op {p['index']})" if p["index"] is not None else ""
+        console.print(f"[red]not runnable in TFLM[/red]: {p['op']}{where}: {p['reason']}")
+    agreement = report["tflm_vs_litert"]
+    if agreement:
+        for o in agreement["outputs"]:
+            text = "bit-exact" if o["bit_exact"] else (
+                f"largest difference {o['max_steps']} step(s) on {o['differing_elements']} of {o['elements']} "
+                "elements" if o["max_steps"] is not None else f"max |diff| {o['max_abs_diff']:.3g}"
+            )  # fmt: skip
+            console.print(f"TFLM vs LiteRT, output '{o['name']}' ({agreement['samples']} seeded inputs): {text}")
+    for d in report["op_differences"] or []:
+        console.print(
+            f"  {d['op']} (op {d['index']}) alone: up to {d['max_steps']} step(s) on {d['mismatched']} "
+            f"of {d['elements']} elements"
+        )
+    c = report["compression"]
+    if c:
+        console.print(
+            f"LUT compression: {c['compressed_tensors']} tensor(s), {c['bytes_before']:,} -> {c['bytes_after']:,} "
+            f"bytes ({c['ratio']:.3f}x){', TFLM outputs bit-identical' if c['verified'] else ''}"
+        )
