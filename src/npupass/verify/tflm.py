@@ -9,6 +9,7 @@ are read back and parsed here.
 
 from __future__ import annotations
 
+import faulthandler
 import multiprocessing
 import os
 import re
@@ -116,6 +117,7 @@ def parse_log(lines: list[str], custom_codes: list[str] | None = None) -> tuple[
 def _child(
     model: bytes, inputs: list[list[np.ndarray]], arena_size: int, read: list[int], log_path: str, conn: Any
 ) -> None:
+    faulthandler.disable()  # an abort inside TFLM is reported by the parent, not as a Python traceback
     fd = os.open(log_path, os.O_WRONLY)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
