@@ -153,12 +153,11 @@ def test_tflm_tool_per_tensor_lut_on_per_channel_weights_decodes_wrongly() -> No
     data = (MODELS / "clustered_qat_cnn_int8.tflite").read_bytes()
     conv = model_editor.read(data).subgraphs[0].tensors[7]  # CONV_2D weight [8,3,3,3], 8 scales on axis 0
     assert np.size(conv.quantization.scales) == 8
+    lut = spec.LookUpTableCompression
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        per_tensor = bytes(
-            compression.compress(data, [spec.Tensor(0, 7, [spec.LookUpTableCompression(5, spec.PerTensor())])])
-        )
-        per_channel = bytes(compression.compress(data, [spec.Tensor(0, 7, [spec.LookUpTableCompression(4, spec.PerChannel(0))])]))  # fmt: skip
+        per_tensor = bytes(compression.compress(data, [spec.Tensor(0, 7, [lut(5, spec.PerTensor())])]))
+        per_channel = bytes(compression.compress(data, [spec.Tensor(0, 7, [lut(4, spec.PerChannel(0))])]))
     decoded = {}
     for label, model in (("tensor", per_tensor), ("channel", per_channel)):
         out = [
@@ -180,7 +179,9 @@ def test_lut_compression_smaller_and_bit_identical_in_tflm() -> None:
     assert len(out) < len(data) and report["bytes_after"] == len(out) and report["compressed_tensors"] >= 1
     before, after = run_tflm(data, inputs), run_tflm(out, inputs)
     assert after.ok and all(
-        x.tobytes() == y.tobytes() for a, b in zip(before.outputs, after.outputs) for x, y in zip(a, b)
+        x.tobytes() == y.tobytes()
+        for a, b in zip(before.outputs, after.outputs, strict=True)
+        for x, y in zip(a, b, strict=True)
     )
     for t in report["tensors"]:
         assert t["compressed"] != bool(t["reason"])

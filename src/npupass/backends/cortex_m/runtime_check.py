@@ -51,7 +51,7 @@ def plan_arena_head(graph: Graph) -> int:
     for k in order:
         size, a, b = _size(tensors[k]), first.get(k, 0), last.get(k, first.get(k, 0))
         offset = 0
-        for off, sz, f, lst in sorted(p for p in placed if not (p[3] < a or p[2] > b)):
+        for off, sz, _, _ in sorted(p for p in placed if not (p[3] < a or p[2] > b)):
             if offset + size <= off:
                 break
             offset = max(offset, off + sz)
