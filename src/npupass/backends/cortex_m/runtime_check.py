@@ -33,11 +33,11 @@ def plan_arena_head(graph: Graph) -> int:
     for t in graph.inputs:
         tensors[id(t)], first[id(t)] = t, 0
     for i, op in enumerate(ops):
-        for t in graph.inputs_of(op):
-            if t is not None and not t.is_constant and not t.is_variable:
-                tensors[id(t)] = t
-                first.setdefault(id(t), i)
-                last[id(t)] = i
+        for read in graph.inputs_of(op):
+            if read is not None and not read.is_constant and not read.is_variable:
+                tensors[id(read)] = read
+                first.setdefault(id(read), i)
+                last[id(read)] = i
         for t in [*graph.outputs_of(op), *graph.intermediates_of(op)]:
             tensors[id(t)] = t
             first.setdefault(id(t), i)
