@@ -275,8 +275,25 @@ def check_ops(model: Model, ops: list[Op] | None = None, samples: int = 1, seed:
         if run.ok:
             continue
         reasons = [p.reason for p in run.problems] or [run.error]
+        if run.stage == "crash" and (why := known_abort(model, op)):
+            reasons = [f"{run.error}: {why}"]
         problems.append(OpProblem(op.type, "; ".join(dict.fromkeys(reasons)), order.index(op)))
     return problems
+
+
+def known_abort(model: Model, op: Op) -> str | None:
+    """Why TFLM aborts on `op`, where the cause is known (TFLM stops the process with no message)."""
+    x = model.main.inputs_of(op)[0] if op.type == "SOFTMAX" else None
+    if x is None or x.quant is None or not x.quant.scale.size or x.dtype.numpy is None or x.dtype.numpy.kind != "i":
+        return None
+    beta, scale = float(op.options.get("beta", 1.0)), float(x.quant.scale[0])
+    value = beta * scale * 2.0**26
+    if value > 1.0:
+        return None
+    return (
+        f"input scale {scale:.3g} x beta {beta:g} x 2^26 = {value:.3g} is not above 1, which TFLM's int8 softmax "
+        "requires (QuantizeMultiplierGreaterThanOne); the logits' range is degenerate (recalibrate the model)"
+    )
 
 
 @dataclass
