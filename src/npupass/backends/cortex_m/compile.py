@@ -67,14 +67,32 @@ def _problems_json(problems: list[OpProblem]) -> list[dict[str, Any]]:
     return [{"op": p.op, "index": p.index, "reason": p.reason} for p in problems]
 
 
-def _agreement(litert_outputs: list[list[np.ndarray]], run: TflmRun, names: list[str]) -> dict[str, Any]:
+def _tolerances(model: Model) -> list[Any]:
+    """Per graph output: MAX_STEPS steps; for a float output made by DEQUANTIZE, MAX_STEPS of its input's scale."""
+    from npupass.verify.compare import Tolerance
+
+    graph = model.main
+    result = []
+    for t in graph.outputs:
+        producer = graph.producer(t)
+        source = graph.inputs_of(producer)[0] if producer is not None and producer.type == "DEQUANTIZE" else None
+        if t.dtype.is_float and source is not None and source.quant is not None and source.quant.scale.size:
+            result.append(Tolerance(MAX_STEPS * float(np.max(source.quant.scale)) * 1.001, 1e-5, MAX_STEPS))
+        else:
+            result.append(Tolerance(1e-6, 1e-5, MAX_STEPS))
+    return result
+
+
+def _agreement(
+    litert_outputs: list[list[np.ndarray]], run: TflmRun, names: list[str], tolerances: list[Any]
+) -> dict[str, Any]:
     """TFLM vs LiteRT per output, in quantization steps (ints) or absolute difference (floats)."""
-    from npupass.verify.compare import OutputComparison, Tolerance, compare_arrays
+    from npupass.verify.compare import OutputComparison, compare_arrays
 
     per_output: list[OutputComparison | None] = [None] * len(names)
     for reference, got in zip(litert_outputs, run.outputs, strict=True):
         for i, (x, y) in enumerate(zip(reference, got, strict=True)):
-            c = compare_arrays(x, y.reshape(x.shape), Tolerance(0.0, 0.0, MAX_STEPS), names[i])
+            c = compare_arrays(x, y.reshape(x.shape), tolerances[i], names[i])
             prev = per_output[i]
             if prev is not None:
                 c.elements += prev.elements
@@ -187,7 +205,7 @@ def compile_cortex_m(
     agreement = None
     differences = None
     if run.ok:
-        agreement = _agreement(litert_outputs, run, [s.name for s in reference.outputs])
+        agreement = _agreement(litert_outputs, run, [s.name for s in reference.outputs], _tolerances(model))
         if not agreement["bit_exact"] and opts.get("explain_differences", True):
             differences = [
                 {"index": d.index, "op": d.op, "max_steps": d.max_steps, "mismatched": d.mismatched,
