@@ -42,7 +42,13 @@ def test_aliases_are_one_target() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["qat_mobilenet_v2_035_96_fq.tflite", "cpu_ops_int8.tflite", "qat_cnn_int8.tflite", "qat_cnn_int8_floatio.tflite"],
+    [
+        "qat_mobilenet_v2_035_96_fq.tflite",
+        "cpu_ops_int8.tflite",
+        "qat_cnn_int8.tflite",
+        "qat_cnn_int8_floatio.tflite",
+        "mbv2_qat_qdq.onnx",
+    ],
 )
 def test_compile_runs_in_tflm_within_one_step_and_reports_its_arena(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
@@ -58,9 +64,12 @@ def test_compile_runs_in_tflm_within_one_step_and_reports_its_arena(
     }
     assert report["arena"]["head"] + report["arena"]["tail"] == report["arena"]["total"]
     agreement = report["tflm_vs_litert"]
-    assert agreement["ok"] and all((o["max_steps"] or 0) <= 1 for o in agreement["outputs"])
+    assert agreement["ok"]
     if not agreement["bit_exact"]:  # every op that differs alone differs by one step at most
         assert report["op_differences"] and all(d["max_steps"] == 1 for d in report["op_differences"])
+        assert {d["op"] for d in report["op_differences"]} <= {"CONV_2D", "MEAN"}
+    # one step per op; the PyTorch QDQ export's steps add up to 2 at its output
+    assert all((o["max_steps"] or 0) <= (2 if name.endswith(".onnx") else 1) for o in agreement["outputs"])
     assert json.loads((tmp_path / "report.json").read_text())["arena"] == report["arena"]
 
 
