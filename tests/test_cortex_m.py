@@ -219,7 +219,26 @@ def test_vela_model_cpu_ops_checked_in_tflm_and_arena_planned() -> None:
     assert arena["scratch_bytes"] > 0 and arena["head_bytes"] >= arena["scratch_bytes"]
 
 
-@pytest.mark.parametrize("name", ["qat_mobilenet_v2_035_96_int8.tflite", "cpu_ops_int8.tflite", "cnn_int8.tflite"])
+def test_vela_model_cpu_op_tflm_lacks_is_named() -> None:
+    from npupass.backends.ethos_u.vela import VelaConfig, compile_vela
+
+    vela = compile_vela((MODELS / "sparse_fc_int8.tflite").read_bytes(), VelaConfig()).model
+    result = check_vela_model(vela)
+    assert result["cpu_ops"] == ["DENSIFY"]
+    assert result["unsupported_ops"] == [{"op": "DENSIFY", "index": 0, "reason": "TFLM has no kernel for this op"}]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "qat_mobilenet_v2_035_96_int8.tflite",
+        "cpu_ops_int8.tflite",
+        "cnn_int8.tflite",
+        "preact_resnet_int8.tflite",
+        "pruned_mbv2s_int8.tflite",
+        "mbv2_ethos_n_int8.tflite",
+    ],
+)
 def test_arena_plan_equals_tflm_head(name: str) -> None:
     run = run_tflm((MODELS / name).read_bytes())
     assert run.arena is not None and plan_arena_head(load_model(MODELS / name).main) == run.arena.head

@@ -45,7 +45,9 @@ def plan_arena_head(graph: Graph) -> int:
     for t in graph.outputs:
         tensors[id(t)] = t
         last[id(t)] = len(ops) - 1
-    order = sorted(tensors, key=lambda k: -_size(tensors[k]))  # stable: ties keep the tensor order
+    # largest first; among equal sizes the later-created first (TFLM's reverse sort), which matters: with
+    # the other tie order a residual block needs 3 buffers where TFLM uses 4
+    order = sorted(tensors, key=lambda k: (-_size(tensors[k]), -first.get(k, 0)))
     placed: list[tuple[int, int, int, int]] = []  # offset, size, first, last
     high = 0
     for k in order:
