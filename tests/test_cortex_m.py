@@ -78,12 +78,12 @@ def test_an_op_tflm_lacks_fails_in_one_line_unless_allowed(tmp_path: Path, capsy
     LiteRTModel(model.read_bytes())  # LiteRT has DENSIFY
     assert main(["compile", str(model), "--target", "cortex-m", "-o", str(tmp_path / "a")]) == 2
     assert capsys.readouterr().err == (
-        "npupass: error: TFLM cannot run 1 op(s) of the model: DENSIFY: TFLM has no kernel for this op "
+        "npupass: error: TFLM cannot run 1 op(s) of the model: DENSIFY (op 0): TFLM has no kernel for this op "
         "(--allow-unsupported writes it anyway)\n"
     )
     assert not (tmp_path / "a").exists()
     report = compile_json(tmp_path / "b", capsys, "sparse_fc_int8.tflite", "--allow-unsupported")
-    assert report["unsupported_ops"] == [{"op": "DENSIFY", "index": None, "reason": "TFLM has no kernel for this op"}]
+    assert report["unsupported_ops"] == [{"op": "DENSIFY", "index": 0, "reason": "TFLM has no kernel for this op"}]
     assert report["arena"] is None and report["tflm_vs_litert"] is None
 
 

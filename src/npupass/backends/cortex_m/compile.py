@@ -184,6 +184,11 @@ def compile_cortex_m(
             raise NpupassError(f"TFLM could not allocate the model in {MEASURE_ARENA:,} bytes of arena")
         # name the culprit: TFLM's message names it, else (a crash) each op alone finds it
         unsupported = run.problems if run.problems and run.stage != "crash" else check_ops(model)
+        order = model.main.ops
+        for p in unsupported:  # "no kernel" messages name the op type only: place it when it is the only one
+            same = [i for i, op in enumerate(order) if op.type == p.op]
+            if p.index is None and len(same) == 1:
+                p.index = same[0]
         if not unsupported:
             raise NpupassError(f"TFLM failed to run the model: {_fail_text(run)}")
         if not opts.get("allow_unsupported"):
