@@ -88,7 +88,8 @@ def test_options_are_checked_against_the_target() -> None:
     with pytest.raises(npupass.errors.NpupassError) as err:
         npupass.compile(QAT, "ethos-u55-128", options={"fp16": True})
     assert str(err.value) == (
-        "target ethos-u55-128 has no option 'fp16' (its options: config, system_config, memory_mode, optimise)"
+        "target ethos-u55-128 has no option 'fp16' (its options: config, system_config, memory_mode, optimise, emit, "
+        "c_section)"
     )
     with pytest.raises(npupass.errors.NpupassError, match="unknown target 'ethos-u55-100': Ethos-U55 comes as"):
         npupass.compile(QAT, "ethos-u55-100")

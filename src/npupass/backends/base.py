@@ -51,7 +51,8 @@ class Option:
     """A backend option: the API takes it as `options={name: value}`, the CLI as `--name-with-dashes`."""
 
     name: str
-    type: type
+    type: Callable[[str], Any]
+    """What the value is: str, int, bool (a switch) or a converter from the flag's text."""
     default: Any
     help: str
     choices: tuple[str, ...] | None = None
@@ -164,7 +165,12 @@ class Backend:
 
 
 # --- the registry ------------------------------------------------------------------------------------
-BUILTIN = ("npupass.backends.ethos_u:BACKEND", "npupass.backends.ethos_n:BACKEND", "npupass.backends.xnnpack:BACKEND")
+BUILTIN = (
+    "npupass.backends.ethos_u:BACKEND",
+    "npupass.backends.ethos_n:BACKEND",
+    "npupass.backends.xnnpack:BACKEND",
+    "npupass.backends.cortex_m:BACKEND",
+)
 ENTRY_POINT_GROUP = "npupass.backends"
 _BACKENDS: dict[str, Backend] = {}
 _loaded = False

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from npupass.backends.base import Backend, CompileResult, Option, Progress, Report, Target, UnknownTargetError
+from npupass.backends.cortex_m import EMIT_OPTIONS
+from npupass.backends.cortex_m.c_source import DEFAULT_SECTION, c_identifier, check_section, emit_c
 from npupass.backends.ethos_u.compile import NEEDS, compile_ethos_u, report_json
 from npupass.errors import NpupassError
 from npupass.ir.graph import Graph, Model, Op
@@ -23,6 +25,7 @@ class EthosU(Backend):
         Option("system_config", str, None, "Vela system config (default: Vela's default)", metavar="NAME"),
         Option("memory_mode", str, None, "Vela memory mode (default: Vela's default)", metavar="NAME"),
         Option("optimise", str, "Performance", "Vela's goal (default Performance)", choices=("Performance", "Size")),
+        *EMIT_OPTIONS,
     )
     needs = NEEDS
     families = tuple(f"ethos-{core}-{{{','.join(map(str, macs))}}}" for core, macs in ETHOS_U_MACS.items())
@@ -78,6 +81,12 @@ class EthosU(Backend):
         stem = Path(model.source_path or "model").stem
         output = f"{stem}_vela.tflite"
         data = report_json(result, model.source_path or "", output)
+        data["tflm"] = tflm_check(result.vela.model)
+        files = {output: result.vela.model}
+        if options.get("emit") == "c":
+            arena = (data["tflm"].get("arena") or {}).get("head_bytes")
+            section = check_section(options.get("c_section") or DEFAULT_SECTION)
+            files |= emit_c(result.vela.model, c_identifier(f"{stem}_vela"), arena, section)
         ops, perf = data["ops"], data["performance"]
         report = Report(
             target.name,
@@ -88,12 +97,24 @@ class EthosU(Backend):
             inference_seconds=perf["inference_seconds"],
             cpu_reasons={f"{row['op']} '{row['name']}'": row["reasons"] for row in ops["cpu_ops"]},
         )
-        return CompileResult(target.name, report, {output: result.vela.model}, paths={"output": output})
+        return CompileResult(target.name, report, files, paths={"output": output})
 
     def render(self, report: Report, console: Any) -> None:
         from npupass.backends.ethos_u.compile import render
 
         render(report.to_dict(), console)
+
+
+def tflm_check(vela_model: bytes) -> dict[str, Any]:
+    """TFLM's side of the Vela model: the CPU ops it cannot run and the arena estimate (or why not checked)."""
+    from npupass.verify.tflm import TflmUnavailableError, require_tflm
+    from npupass.verify.tflm_arena import check_vela_model
+
+    try:
+        require_tflm()
+    except TflmUnavailableError as exc:
+        return {"checked": False, "reason": str(exc)}
+    return {"checked": True} | check_vela_model(vela_model)
 
 
 BACKEND = EthosU()

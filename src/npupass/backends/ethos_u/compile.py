@@ -240,5 +240,18 @@ def render(report: dict[str, Any], console: Any) -> None:
             )
             table.add_row(*row)
         console.print(table)
+    tflm = report.get("tflm") or {}
+    if tflm.get("checked"):
+        for p in tflm["unsupported_ops"]:
+            where = f" (op {p['index']})" if p["index"] is not None else ""
+            console.print(f"[red]TFLM cannot run CPU op[/red] {p['op']}{where}: {p['reason']}")
+        arena = tflm["arena"]
+        console.print(
+            f"TFLM: {len(tflm['cpu_ops'])} CPU op(s), {len(tflm['unsupported_ops'])} without a TFLM kernel; "
+            f"tensor arena about {arena['head_bytes']:,} bytes (Vela scratch {arena['scratch_bytes']:,}, "
+            f"fast scratch {arena['fast_scratch_bytes']:,}; TFLM's persistent tail not included)"
+        )
+    elif tflm:
+        console.print(f"TFLM: not checked ({tflm['reason']})")
     took = report["seconds"]
     console.print(f"wrote {report['output']} (npupass {took['npupass']:.2f} s, Vela {took['vela']:.2f} s)")
