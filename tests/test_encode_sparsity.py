@@ -26,7 +26,6 @@ from npupass.passes.encode_sparsity import (
     exact,
     fc_split,
     index_bytes,
-    native_fc_block,
     weight_sizes,
 )
 from npupass.passes.pattern import new_constant
@@ -109,13 +108,18 @@ def test_negative_zero_is_a_zero() -> None:
 
 
 def test_fc_blocks_and_splits() -> None:
+    # the converter keeps an int8 FC native on 1x16 blocks when they are nearly as sparse as its elements
     w = np.zeros((2, 32), dtype=np.int8)
     w[0, 16:] = 3
-    e = native_fc_block(w, 16)
-    assert e is not None and e.values.size == 16
+    style = converter_style(w, "FULLY_CONNECTED", DType.INT8, 100)
+    e = style.encoding
+    assert style.kind == "fc-native" and e is not None and e.values.size == 16 and style.nbytes == e.nbytes
     assert [d.format for d in e.sparsity.dim_metadata] == [DENSE, CSR, DENSE]
     assert e.sparsity.block_map == (1,) and e.sparsity.dim_metadata[2].dense_size == 16
-    assert native_fc_block(w[:, :20], 16) is None
+    w[1, 0] = 1  # a block holding one non-zero: blocks are no longer as sparse as the elements
+    style = converter_style(w, "FULLY_CONNECTED", DType.INT8, 100)
+    assert style.kind == "densify" and style.nbytes == style.encoding.nbytes + 100
+    assert converter_style(w, "CONV_2D", DType.INT8, 100).encoding.layout == Layout((0, 1), (), (), (DENSE, CSR))
     assert (fc_split(64), fc_split(320), fc_split(1280), fc_split(1000)) == (1, 2, 5, 4)
 
 

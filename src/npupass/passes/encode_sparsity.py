@@ -319,13 +319,6 @@ def converter_style(data: np.ndarray, op_type: str, dtype: DType, densify_bytes:
     return ConverterStyle("densify", enc, enc.nbytes + densify_bytes)
 
 
-def native_fc_block(data: np.ndarray, block: int) -> Encoding | None:
-    """FULLY_CONNECTED's own block-sparse form: [O, I] as DENSE O, CSR I/block, DENSE block."""
-    if data.ndim != 2 or data.shape[1] % block:
-        return None
-    return encode(data, Layout((0, 1), (1,), (block,), (DENSE, CSR, DENSE)))
-
-
 def fc_split(columns: int) -> int:
     """The smallest k dividing `columns` with columns / k <= 256 (k rows of a conv kernel)."""
     for k in range(1, columns + 1):
