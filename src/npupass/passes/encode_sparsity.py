@@ -447,15 +447,17 @@ class EncodeSparsity(Pass):
         overhead = densify_bytes(data.ndim, w.name)
         row = _Row(label(graph, op), w.name, tuple(data.shape), w.dtype.name, zeros, int(np.asarray(w.data).nbytes))
         self.sizes.append(row)
+        if fp16:  # until something smaller turns up: the float16 values behind DEQUANTIZE
+            row.chosen, row.chosen_bytes = "dense-fp16", int(data.nbytes)
+        # the converter's own encoding, always a candidate where LiteRT runs it exactly
+        conv = converter_style(data, op.type, DType.FLOAT16 if fp16 else w.dtype, overhead)
+        row.converter, row.converter_bytes = conv.describe(), conv.nbytes
         if zeros < self.threshold or zeros == 0.0:
             if zeros > 0.0:
                 ctx.decline(
                     rule, f"{what} not encoded: {zeros:.0%} zeros, below the {self.threshold:.0%} threshold", op
                 )
             return dense_fallback
-        # the converter's own encoding, always a candidate where LiteRT runs it exactly
-        conv = converter_style(data, op.type, DType.FLOAT16 if fp16 else w.dtype, overhead)
-        row.converter, row.converter_bytes = conv.describe(), conv.nbytes
         if self.like_converter:
             if conv.encoding is None:
                 return dense_fallback
