@@ -34,9 +34,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # tfmot needs tf-keras
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
 import numpy as np
 
 SEED = 0
@@ -208,6 +205,8 @@ def build(style: str, pct: int, kinds: tuple[str, ...] = ("float", "int8")) -> d
 
 
 def main() -> None:
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # tfmot needs tf-keras (set before TF loads)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cases", nargs="*", help="STYLE-PCT, e.g. quantile-80 (default: every bench case)")
     args = parser.parse_args()
