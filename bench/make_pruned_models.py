@@ -8,9 +8,10 @@ batch dimension left dynamic as Keras leaves it):
 
 * ``quantile``  - per-layer magnitude quantile over whole kernels: ``|w| <= quantile(|w|, p)`` set to
   0 in every Conv2D, DepthwiseConv2D and Dense kernel.
-* ``tfmot``     - tfmot ``prune_low_magnitude`` with ``ConstantSparsity(p)`` on every prunable layer
-  (depthwise included), trained a few steps so the masks apply.
-* ``tfmot-nodw`` - the same, depthwise layers left unpruned (a common choice: they are small).
+* ``tfmot``     - tfmot ``prune_low_magnitude`` with ``ConstantSparsity(p)`` on every Conv2D, Dense and
+  DepthwiseConv2D (the latter as a ``PrunableLayer``: tfmot wraps a plain one but prunes nothing of
+  it), trained a few steps so the masks apply.
+* ``tfmot-nodw`` - the same, depthwise layers left unpruned (what plain tfmot does).
 * ``tfmot-poly`` - tfmot ``PolynomialDecay(0 -> p)``, the weights moving under SGD while the masks
   tighten (so the kept weights are not the final weights' top magnitudes).
 * ``m2n4``      - tfmot 2:4 structured sparsity (``sparsity_m_by_n=(2, 4)``; Conv2D and Dense, 50%).
@@ -32,9 +33,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # tfmot needs tf-keras
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 
@@ -115,19 +113,31 @@ def prune_tfmot(model, fraction: float, schedule: str, depthwise: bool, m_by_n: 
         sched = sparsity.ConstantSparsity(fraction, begin_step=0, frequency=1)
     kinds = (keras.layers.Conv2D, keras.layers.Dense) + (() if not depthwise else (keras.layers.DepthwiseConv2D,))
 
+    class PrunableDepthwiseConv2D(keras.layers.DepthwiseConv2D, sparsity.PrunableLayer):  # type: ignore[misc]
+        """tfmot wraps DepthwiseConv2D but prunes none of its weights (tfmot 0.8.1, tf-keras 2.21):
+        users who want it pruned say which weight, as tfmot's PrunableLayer lets them."""
+
+        def get_prunable_weights(self):  # type: ignore[no-untyped-def]
+            return [self.depthwise_kernel]
+
     def wrap(layer):  # type: ignore[no-untyped-def]
         if not isinstance(layer, kinds) or (isinstance(layer, keras.layers.DepthwiseConv2D) and not depthwise):
             return layer
         if m_by_n:
             return sparsity.prune_low_magnitude(layer, sparsity_m_by_n=(2, 4))
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            prunable = PrunableDepthwiseConv2D.from_config(layer.get_config())
+            prunable.build(layer.input_shape)
+            prunable.set_weights(layer.get_weights())
+            layer = prunable
         return sparsity.prune_low_magnitude(layer, pruning_schedule=sched)
 
     pruned = keras.models.clone_model(model, clone_function=wrap)
     lr = 1e-3 if schedule == "poly" else 0.0  # poly: the weights move while the masks tighten
     pruned.compile(keras.optimizers.SGD(lr), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     rng = np.random.default_rng(SEED)
-    x = rng.uniform(-1, 1, (TRAIN_STEPS, 224, 224, 3)).astype(np.float32)
-    y = rng.integers(0, 1000, TRAIN_STEPS)
+    x = rng.uniform(-1, 1, (TRAIN_STEPS, *model.input_shape[1:])).astype(np.float32)
+    y = rng.integers(0, model.output_shape[-1], TRAIN_STEPS)
     pruned.fit(x, y, batch_size=1, epochs=1, verbose=0, callbacks=[sparsity.UpdatePruningStep()])
     return sparsity.strip_pruning(pruned)
 
@@ -195,6 +205,8 @@ def build(style: str, pct: int, kinds: tuple[str, ...] = ("float", "int8")) -> d
 
 
 def main() -> None:
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # tfmot needs tf-keras (set before TF loads)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cases", nargs="*", help="STYLE-PCT, e.g. quantile-80 (default: every bench case)")
     args = parser.parse_args()

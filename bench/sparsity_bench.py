@@ -7,10 +7,11 @@ encode-sparsity: the models of bench/make_pruned_models.py (built in a child pro
 users prune (per-layer quantile, tfmot ConstantSparsity with and without depthwise, tfmot
 PolynomialDecay, tfmot 2:4, 1x4 blocks; 50/80/90%), each float and per-channel int8, dense and with
 the converter's EXPERIMENTAL_SPARSITY. Per model it prints our file against the converter's and the
-dense one, a values-only floor (every non-zero stored, no index at all: no exact encoding goes below
-it), the largest per-weight ratio to the converter's encoding, bit-exactness against the dense model
-in LiteRT (default delegate = XNNPACK, and builtin kernels) and whether the converter's own file loads
-in each; then the per-weight table of the int8 80% quantile model.
+dense one, two floors (the non-zero values alone, which no exact encoding goes below; and with one u8
+index per non-zero, CSR at its narrowest), the largest per-weight ratio to the converter's encoding,
+bit-exactness against the dense model in LiteRT (default delegate = XNNPACK, and builtin kernels) and
+whether the converter's own file loads in each; then the per-weight table of the int8 80% quantile
+model.
 
 encode-clusters: 16-cluster MobileNetV2 (clustered before BN folding, built into ~/.cache/npupass/
 sparsity/) converted full int8 with per-channel and with per-tensor weights: the distinct int8 values
@@ -92,6 +93,14 @@ def run_pass(data: bytes, pipeline: str) -> tuple[bytes, object, float]:
     return serialize_tflite(model), result, seconds
 
 
+ITEMSIZE = {"FLOAT32": 4, "FLOAT16": 2, "INT8": 1}
+
+
+def stored(row: dict) -> int:  # type: ignore[type-arg]
+    """Bytes of a weight's non-zero values."""
+    return round(row["dense_bytes"] * (1 - row["zeros"]))
+
+
 def loads(data: bytes, delegates: str) -> bool:
     from npupass.verify.litert import LiteRTModel, ReferenceError
 
@@ -114,7 +123,7 @@ def sparsity(cases: list[str], samples: int) -> None:
     print("\n== encode-sparsity on MobileNetV2 224 pruned the ways users prune ==")
     print(
         f"{'model':22} {'dense MiB':>9} {'TF MiB':>7} {'ours MiB':>8} {'ours/TF':>7} {'ours/dense':>10} "
-        f"{'floor/TF':>8} {'worst w/TF':>10}  bit-exact [xnnpack, builtin]  TF file loads  seconds"
+        f"{'floor/TF: values, +u8':>21} {'worst w/TF':>10}  bit-exact [xnnpack, builtin]  TF file loads  seconds"
     )
     table = None
     for case in cases:
@@ -132,14 +141,17 @@ def sparsity(cases: list[str], samples: int) -> None:
             for delegates in ("default", "none"):
                 a, b = outputs(dense, delegates, samples), outputs(ours, delegates, samples)
                 exact.append(all(x.tobytes() == y.tobytes() for x, y in zip(a, b, strict=True)))
-            # no exact encoding stores less than the non-zero values themselves
+            # floors: the non-zero values alone (no exact encoding stores less), and with one u8
+            # index each (CSR at its narrowest, no segments: element-wise pruning's practical floor)
             other = len(dense) - sum(r["dense_bytes"] for r in rows)
-            floor = other + sum(round(r["dense_bytes"] * (1 - r["zeros"])) for r in rows)
+            values = other + sum(min(r["dense_bytes"], stored(r)) for r in rows)
+            u8 = other + sum(min(r["dense_bytes"], stored(r) + stored(r) // ITEMSIZE[r["dtype"]]) for r in rows)
             worst = max((r["chosen_bytes"] / r["converter_bytes"] for r in rows if not r["note"]), default=0.0)
             tf_loads = [loads(tf, d) for d in ("default", "none")]
             print(
                 f"{style + pct + '% ' + kind:22} {len(dense) / MIB:9.2f} {len(tf) / MIB:7.2f} {len(ours) / MIB:8.2f} "
-                f"{len(ours) / len(tf):7.3f} {len(ours) / len(dense):10.3f} {floor / len(tf):8.3f} {worst:10.3f}  "
+                f"{len(ours) / len(tf):7.3f} {len(ours) / len(dense):10.3f} "
+                f"{values / len(tf):10.3f} {u8 / len(tf):10.3f} {worst:10.3f}  "
                 f"{exact}  {tf_loads}  {seconds:.1f}",
                 flush=True,
             )

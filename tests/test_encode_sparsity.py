@@ -26,7 +26,6 @@ from npupass.passes.encode_sparsity import (
     exact,
     fc_split,
     index_bytes,
-    native_fc_block,
     weight_sizes,
 )
 from npupass.passes.pattern import new_constant
@@ -109,13 +108,18 @@ def test_negative_zero_is_a_zero() -> None:
 
 
 def test_fc_blocks_and_splits() -> None:
+    # the converter keeps an int8 FC native on 1x16 blocks when they are nearly as sparse as its elements
     w = np.zeros((2, 32), dtype=np.int8)
     w[0, 16:] = 3
-    e = native_fc_block(w, 16)
-    assert e is not None and e.values.size == 16
+    style = converter_style(w, "FULLY_CONNECTED", DType.INT8, 100)
+    e = style.encoding
+    assert style.kind == "fc-native" and e is not None and e.values.size == 16 and style.nbytes == e.nbytes
     assert [d.format for d in e.sparsity.dim_metadata] == [DENSE, CSR, DENSE]
     assert e.sparsity.block_map == (1,) and e.sparsity.dim_metadata[2].dense_size == 16
-    assert native_fc_block(w[:, :20], 16) is None
+    w[1, 0] = 1  # a block holding one non-zero: blocks are no longer as sparse as the elements
+    style = converter_style(w, "FULLY_CONNECTED", DType.INT8, 100)
+    assert style.kind == "densify" and style.nbytes == style.encoding.nbytes + 100
+    assert converter_style(w, "CONV_2D", DType.INT8, 100).encoding.layout == Layout((0, 1), (), (), (DENSE, CSR))
     assert (fc_split(64), fc_split(320), fc_split(1280), fc_split(1000)) == (1, 2, 5, 4)
 
 
@@ -399,7 +403,8 @@ def test_never_larger_than_dense_or_the_converter_and_every_candidate_decodes(
         data = np.asarray(w, dtype=np.int8 if int8 else np.float32)
         # every candidate the encoder weighs, and the converter's, decodes to the weight exactly
         found = candidates(mask, data.itemsize) if not mask.all() else []
-        for size, layout in found[:: max(1, len(found) // 40)]:
+        step = 1 if n == 0 else max(1, len(found) // 40)  # all for the first pattern, then a spread
+        for size, layout in found[::step]:
             e = encode(data, layout)
             assert e.nbytes == size and exact(e, data), (what, layout.describe())
         style = converter_style(data, op_type, DType.INT8 if int8 else DType.FLOAT32, 0)
@@ -444,3 +449,35 @@ def test_compile_reports_the_bytes_of_every_weight(tmp_path: Path, capsys: pytes
     text = capsys.readouterr().out
     assert "weights (bytes: dense, as stored, as the TF converter stores them)" in text
     assert text.count("densify") >= 6
+
+
+def test_a_float_model_that_can_take_xnnpacks_sparse_path_keeps_its_1x1_convs() -> None:
+    # PAD(1) + 3x3 stride-2 VALID stem on 3 channels: XNNPACK's NCHW path needs every conv after it 1x1
+    rng = np.random.default_rng(3)
+    g = Graph("main")
+    x = Tensor("x", DType.FLOAT32, (1, 9, 9, 3))
+    padded = Tensor("padded", DType.FLOAT32, (1, 11, 11, 3))
+    pads = new_constant("pads", np.array([[0, 0], [1, 1], [1, 1], [0, 0]]), DType.INT32)
+    g.add_op(Op("PAD", {}, "PadOptions"), [x, pads], [padded])
+    conv = default_options("Conv2DOptions") | {"stride_w": 2, "stride_h": 2, "padding": "VALID"}
+    stem = Tensor("stem", DType.FLOAT32, (1, 5, 5, 270))
+    g.add_op(
+        Op("CONV_2D", conv, "Conv2DOptions"),
+        [padded, new_constant("w0", rng.normal(size=(270, 3, 3, 3))), new_constant("b0", np.zeros(270))],
+        [stem],
+    )
+    w1 = rng.normal(size=(300, 1, 1, 270)) * (rng.random((300, 1, 1, 270)) < 0.2)
+    y = Tensor("y", DType.FLOAT32, (1, 5, 5, 300))
+    pointwise = conv | {"stride_w": 1, "stride_h": 1}
+    g.add_op(
+        Op("CONV_2D", pointwise, "Conv2DOptions"),
+        [stem, new_constant("w1", w1), new_constant("b1", np.zeros(300))],
+        [y],
+    )
+    g.inputs, g.outputs = [x], [y]
+    model = Model([g], signatures=[Signature("serving_default", 0, [("x", 0)], [("y", 0)])])
+    before = serialize_tflite(model)
+    p = run_passes(model, "encode-sparsity").passes[0]
+    assert dict(p.rewrites) == {"densify": 1}
+    assert any("kept 1x1: the model can take XNNPACK's sparse path" in d.message for d in p.declines)
+    assert_bit_identical(before, serialize_tflite(model))

@@ -319,13 +319,6 @@ def converter_style(data: np.ndarray, op_type: str, dtype: DType, densify_bytes:
     return ConverterStyle("densify", enc, enc.nbytes + densify_bytes)
 
 
-def native_fc_block(data: np.ndarray, block: int) -> Encoding | None:
-    """FULLY_CONNECTED's own block-sparse form: [O, I] as DENSE O, CSR I/block, DENSE block."""
-    if data.ndim != 2 or data.shape[1] % block:
-        return None
-    return encode(data, Layout((0, 1), (1,), (block,), (DENSE, CSR, DENSE)))
-
-
 def fc_split(columns: int) -> int:
     """The smallest k dividing `columns` with columns / k <= 256 (k rows of a conv kernel)."""
     for k in range(1, columns + 1):
@@ -454,15 +447,17 @@ class EncodeSparsity(Pass):
         overhead = densify_bytes(data.ndim, w.name)
         row = _Row(label(graph, op), w.name, tuple(data.shape), w.dtype.name, zeros, int(np.asarray(w.data).nbytes))
         self.sizes.append(row)
+        if fp16:  # until something smaller turns up: the float16 values behind DEQUANTIZE
+            row.chosen, row.chosen_bytes = "dense-fp16", int(data.nbytes)
+        # the converter's own encoding, always a candidate where LiteRT runs it exactly
+        conv = converter_style(data, op.type, DType.FLOAT16 if fp16 else w.dtype, overhead)
+        row.converter, row.converter_bytes = conv.describe(), conv.nbytes
         if zeros < self.threshold or zeros == 0.0:
             if zeros > 0.0:
                 ctx.decline(
                     rule, f"{what} not encoded: {zeros:.0%} zeros, below the {self.threshold:.0%} threshold", op
                 )
             return dense_fallback
-        # the converter's own encoding, always a candidate where LiteRT runs it exactly
-        conv = converter_style(data, op.type, DType.FLOAT16 if fp16 else w.dtype, overhead)
-        row.converter, row.converter_bytes = conv.describe(), conv.nbytes
         if self.like_converter:
             if conv.encoding is None:
                 return dense_fallback
@@ -513,7 +508,9 @@ class EncodeSparsity(Pass):
                 if split is not None:
                     options.append(split)
             wide = data.ndim == 4 and min(data.shape[0], data.shape[3]) > MAX_FC_COLUMNS
-            if wide and _conv1x1_problem(graph, op, w) is None:  # as rows of pixels, like an FC
+            if wide and data.dtype.kind == "f" and _sparse_path_stem(graph):
+                ctx.decline("1x1-as-kx1", f"{what} kept 1x1: the model can take XNNPACK's sparse path", op)
+            elif wide and _conv1x1_problem(graph, op, w) is None:  # as rows of pixels, like an FC
                 k = fc_split(data.shape[3])
                 kernel = data.reshape(data.shape[0], k, 1, data.shape[3] // k)
                 enc = best_encoding(kernel)
@@ -666,6 +663,34 @@ def _conv1x1_problem(graph: Graph, op: Op, w: Tensor) -> str | None:
     if w.quant is not None and w.quant.per_axis and w.quant.axis != 0:
         return "its weight is quantized along another axis than the output channels"
     return None
+
+
+def _sparse_path_stem(graph: Graph) -> bool:
+    """Whether the model starts as XNNPACK's sparse (NCHW) path needs (a 3x3 stride-2 float conv on
+    3 channels, padded 1 on every side by SAME or by a PAD before it; backends/xnnpack/qualify.py has
+    the whole list): such a float model keeps its 1x1 convs, which that path needs."""
+    ops = graph.ops
+    first = next((op for op in ops if op.type not in ("PAD", "PADV2")), None)
+    if first is None or first.type != "CONV_2D":
+        return False
+    x, w = graph.inputs_of(first)[:2]
+    if x is None or w is None or x.shape is None or w.shape is None or w.dtype is not DType.FLOAT32:
+        return False
+    if len(w.shape) != 4 or w.shape[1:] != (3, 3, 3) or len(x.shape) != 4:
+        return False
+    if (first.options.get("stride_h"), first.options.get("stride_w")) != (2, 2):
+        return False
+    pad = graph.producer(x)
+    if pad is not None and pad.type in ("PAD", "PADV2"):
+        amounts = graph.inputs_of(pad)[1]
+        data = None if amounts is None or amounts.data is None else np.asarray(amounts.data)
+        return (
+            first.options.get("padding") == "VALID"
+            and data is not None
+            and data.tolist() == [[0, 0], [1, 1], [1, 1], [0, 0]]
+        )
+    # SAME pads a 3x3 stride-2 window 1 on every side only on odd sides
+    return first.options.get("padding") == "SAME" and x.shape[1] % 2 == 1 and x.shape[2] % 2 == 1
 
 
 def _dynamic_batch(t: Tensor) -> bool | None:
