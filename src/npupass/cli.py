@@ -79,7 +79,7 @@ def _options_text(options: dict[str, Any]) -> str:
 # --- info --------------------------------------------------------------------------------------
 def cmd_info(args: argparse.Namespace) -> int:
     from npupass.frontends import load_model
-    from npupass.summary import summarize
+    from npupass.summary import info_extra_lines, summarize
 
     path = Path(args.model)
     model = load_model(path)
@@ -125,6 +125,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         for s in info["signatures"]:
             console.print(f"signature '{s['key']}' (subgraph {s['subgraph']}): {s['inputs']} -> {s['outputs']}")
         console.print("metadata: " + ", ".join(f"{m['name']} ({m['bytes']} bytes)" for m in info["metadata"]))
+    for line in info_extra_lines(info):
+        console.print(line, markup=False)
 
     ops = info["ops"] if args.max_ops == 0 else info["ops"][: args.max_ops]
     table = Table(title="Ops", title_justify="left")
@@ -156,6 +158,7 @@ def _same_file(a: Path, b: Path) -> bool:
 def cmd_convert(args: argparse.Namespace) -> int:
     from npupass.backends.tflite import write_tflite
     from npupass.frontends import load_model
+    from npupass.summary import read_notes
 
     src, out = Path(args.model), Path(args.output)
     if _same_file(src, out) or src.resolve() == out.resolve():
@@ -192,6 +195,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         "output_bytes": out.stat().st_size,
         "ops": sum(len(g.ops) for g in model.subgraphs),
         "seconds": round(seconds, 4),
+        "notes": read_notes(model),
     }
     if args.explain:
         result["provenance"] = _provenance(model)
@@ -226,6 +230,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if checks:
         _render_pass_checks(console, checks)
     console.print(f"wrote {out} ({result['output_bytes']:,} bytes, {result['ops']} ops) in {seconds:.2f} s")
+    for note in result["notes"]:
+        console.print(f"note: {note}", markup=False)
     if comparison is not None:
         _render_comparison(console, comparison, str(src), str(out))
     return status

@@ -345,6 +345,15 @@ class Model:
     source_format: str = "tflite"
     buffer_storage: str = "inline"
     """Where the source file kept constant buffers: "inline" (in the flatbuffer) or "external" (after it)."""
+    appended: bytes = b""
+    """Bytes the source file holds after the flatbuffer and its buffers (TFLite Support metadata keeps
+    its associated files there, as a zip); the TFLite writer writes them back after the model."""
+    notes: list[str] = field(default_factory=list)
+    """What the reader changed on the way in that the user should know (e.g. an ONNX opset upgrade)."""
+    quant_axis_as_read: list[tuple[Tensor, Quantization, int]] = field(default_factory=list)
+    """Rank-1 per-channel tensors whose file said a quantized axis past their rank (a bias that kept its
+    4-D weight's axis 3): (tensor, its quantization as read, now along axis 0, the file's axis). The
+    writer writes the file's axis back while the tensor keeps that quantization."""
 
     @property
     def main(self) -> Graph:

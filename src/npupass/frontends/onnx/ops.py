@@ -45,8 +45,19 @@ def _constant(imp: Importer, node: Any, _: list[np.ndarray]) -> list[np.ndarray]
     raise UnsupportedFeatureError("Constant without a tensor value")
 
 
+def _refuse_training_dropout(imp: Importer, node: Any) -> None:
+    """Dropout is the identity only in inference mode (or with ratio 0)."""
+    if node.op_type != "Dropout" or len(node.input) < 3 or not node.input[2]:
+        return
+    training = imp.const(node.input[2])
+    ratio = imp.const(node.input[1]) if node.input[1] else np.array(0.5)
+    if training is None or (bool(training.reshape(-1)[0]) and (ratio is None or float(ratio.reshape(-1)[0]) != 0)):
+        raise UnsupportedFeatureError("Dropout in training mode (random masking; only inference mode converts)")
+
+
 @folder("Identity", "Dropout")
 def _identity(imp: Importer, node: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    _refuse_training_dropout(imp, node)
     return [inputs[0]]
 
 
@@ -159,6 +170,7 @@ def _shape(imp: Importer, node: Any) -> None:
 
 @converter("Identity", "Dropout")
 def _alias(imp: Importer, node: Any) -> None:
+    _refuse_training_dropout(imp, node)
     imp.alias(node.output[0], node.input[0])
 
 
@@ -406,11 +418,27 @@ def _result_layout(imp: Importer, node: Any) -> tuple[tuple[int, ...], int]:
 BINARY = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL", "Div": "DIV", "Max": "MAXIMUM", "Min": "MINIMUM", "Pow": "POW"}
 
 
+# TFLite's ADD/SUB/MUL/DIV take 8- and 16-bit integers as quantized values (LiteRT aborts on some),
+# and its MAXIMUM/MINIMUM have no uint16 kernel: plain integer arithmetic of those types has no TFLite op.
+_NO_PLAIN_INTEGER = {
+    **dict.fromkeys(("Add", "Sub", "Mul", "Div"), (DType.INT8, DType.UINT8, DType.INT16, DType.UINT16)),
+    **dict.fromkeys(("Max", "Min"), (DType.UINT16,)),
+}
+
+
 @converter(*BINARY)
 def _binary(imp: Importer, node: Any) -> None:
     perm, rank = _result_layout(imp, node)
     if len(node.input) != 2:
         raise UnsupportedFeatureError(f"{node.op_type} with {len(node.input)} inputs")
+    dtypes = [imp.values[name].dtype for name in node.input]
+    if node.op_type == "Pow" and dtypes[0] != dtypes[1]:
+        raise UnsupportedFeatureError(f"Pow of {dtypes[0]} by {dtypes[1]} (TFLite's POW needs one type)")
+    if dtypes[0] in _NO_PLAIN_INTEGER.get(node.op_type, ()) and imp.values[node.input[0]].quantized is None:
+        raise UnsupportedFeatureError(
+            f"{node.op_type} on {dtypes[0]}: TFLite has no plain {dtypes[0].value.lower()} {node.op_type} "
+            "(its 8/16-bit integer arithmetic is quantized)"
+        )
     a, b = (_operand(imp, name, perm, rank) for name in node.input)
     out = imp.output(node.output[0], perm)
     options = {"fused_activation_function": "NONE"} if node.op_type in ("Add", "Sub", "Mul", "Div") else {}
@@ -829,6 +857,8 @@ def _split(imp: Importer, node: Any) -> None:
     assert shape is not None
     axis = a.get("axis", 0) % rank
     sizes = imp.const(node.input[1]) if len(node.input) > 1 and node.input[1] else a.get("split")
+    if sizes is None and len(node.input) > 1 and node.input[1]:
+        raise UnsupportedFeatureError("Split whose sizes are not a constant")
     if sizes is None:  # equal parts; the last one smaller when they do not divide (opset 18)
         chunk = -(-shape[axis] // len(node.output))
         sizes = [chunk] * (len(node.output) - 1) + [shape[axis] - chunk * (len(node.output) - 1)]
@@ -851,7 +881,12 @@ def _resize(imp: Importer, node: Any) -> None:
         if a.get(unsupported):
             raise UnsupportedFeatureError(f"Resize with {unsupported}")
     in_shape = imp.shape(node.input[0])
-    scales = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    scales_input = 1 if node.op_type == "Upsample" else 2
+    given = len(node.input) > scales_input and node.input[scales_input]
+    scales = imp.const(node.input[scales_input]) if given else None
+    if given and scales is None:
+        # ONNX samples at x_out / scale, TFLite at x_out * in / out: the same only for known, whole scales
+        raise UnsupportedFeatureError(f"{node.op_type} whose scales are not a constant")
     if scales is not None and scales.size == 4 and in_shape is not None:
         for dim, factor in zip(in_shape[2:], scales[2:], strict=True):
             if abs(dim * float(factor) - round(dim * float(factor))) > 1e-6:
