@@ -273,7 +273,9 @@ def run(args: argparse.Namespace, target: Target) -> int:
         result = compile_ethos_u(model, target, config, passes=args.passes, tick=tick)
     output = outdir / f"{source.stem}_vela.tflite"
     report = report_json(result, source, output)
-    atomic_write_all({output: result.vela.model, outdir / "report.json": json.dumps(report, indent=2).encode() + b"\n"})
+    # bytes appended after the flatbuffer (associated files) follow Vela's flatbuffer as they did the input's
+    vela_bytes = result.vela.model + model.appended
+    atomic_write_all({output: vela_bytes, outdir / "report.json": json.dumps(report, indent=2).encode() + b"\n"})
     if args.json:
         print(json.dumps(report, indent=2))
     else:
