@@ -252,3 +252,59 @@ def test_an_opset_the_converter_cannot_reach_is_one_line(tmp_path: Path, capsys:
         f"npupass: error: {src}: ONNX opset 24; npupass reads opsets 11 to 21, and onnx.version_converter "
         "could not convert it: No Previous Version of Swish exists\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("pads", "strides", "auto_pad"),
+    [
+        ([1, 1, 1, 1], [2, 2], None),
+        ([0, 0, 1, 1], [1, 1], None),
+        ([1, 2, 0, 1], [2, 1], None),
+        (None, [2, 2], "SAME_LOWER"),
+    ],
+)
+def test_average_pool_excluding_explicit_pads_matches_onnxruntime(
+    tmp_path: Path, capsys: Any, pads: list[int] | None, strides: list[int], auto_pad: str | None
+) -> None:
+    """As Inception v1 and ShuffleNet of the ONNX model zoo pool (count_include_pad=0, pads not SAME)."""
+    kwargs: dict[str, Any] = {"kernel_shape": [3, 3], "strides": strides}
+    kwargs |= {"pads": pads} if pads else {"auto_pad": auto_pad}
+    node = helper.make_node("AveragePool", ["x"], ["y"], **kwargs)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 7, 6])
+    if pads:
+        size = [(n + pads[i] + pads[i + 2] - 3) // strides[i] + 1 for i, n in enumerate((7, 6))]
+    else:
+        size = [-(-n // s) for n, s in zip((7, 6), strides, strict=True)]
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, *size])
+    src, out = tmp_path / "pool.onnx", tmp_path / "pool.tflite"
+    onnx.save(
+        helper.make_model(
+            helper.make_graph([node], "g", [x], [y]), opset_imports=[helper.make_opsetid("", 13)], ir_version=8
+        ),
+        str(src),
+    )
+    assert main(["convert", str(src), "-o", str(out), "--verify", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["verify"]["equivalent"] and result["ops"] == 3  # PAD, AVERAGE_POOL_2D, MUL
+
+
+def test_old_softmax_over_flattened_axes_of_size_one_is_a_channel_softmax(tmp_path: Path, capsys: Any) -> None:
+    """SqueezeNet 1.0 (opset 9) ends with Softmax(axis=1) on [1, 1000, 1, 1]."""
+    node = helper.make_node("Softmax", ["x"], ["y"], axis=1)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10, 1, 1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10, 1, 1])
+    src, out = tmp_path / "softmax.onnx", tmp_path / "softmax.tflite"
+    model = helper.make_model(
+        helper.make_graph([node], "g", [x], [y]), opset_imports=[helper.make_opsetid("", 11)], ir_version=8
+    )
+    onnx.save(model, str(src))
+    assert main(["convert", str(src), "-o", str(out), "--verify", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["verify"]["equivalent"]
+    wide = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10, 2, 1])
+    wide_out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10, 2, 1])
+    model = helper.make_model(
+        helper.make_graph([node], "g", [wide], [wide_out]), opset_imports=[helper.make_opsetid("", 11)], ir_version=8
+    )
+    onnx.save(model, str(src))
+    assert main(["info", str(src)]) == 2
+    assert capsys.readouterr().err.endswith("ONNX Softmax 'y': Softmax over the flattened axes 1.. (opset 11)\n")

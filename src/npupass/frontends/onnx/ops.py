@@ -326,10 +326,23 @@ def _pool(imp: Importer, node: Any, op_type: str) -> None:
     x = imp.nhwc(node.input[0])
     include_pad = op_type == "AVERAGE_POOL_2D" and bool(a.get("count_include_pad", 0))
     fill = float(np.finfo(np.float32).min) if op_type == "MAX_POOL_2D" else 0.0
+    unpadded = x.shape
     x, padding, padded = _padding(imp, node, x, kernel, strides, [1, 1], fill, allow_same=not include_pad)
-    if op_type == "AVERAGE_POOL_2D" and padded and not include_pad:
-        raise UnsupportedFeatureError("AveragePool excluding pads that are not TensorFlow's SAME")
     out = imp.output(node.output[0], NHWC)
+    exclude_pads = op_type == "AVERAGE_POOL_2D" and padded and not include_pad
+    if exclude_pads:
+        quantized = any(n.op_type == "QuantizeLinear" for n in imp.proto.graph.node)
+        if x.dtype is not DType.FLOAT32 or quantized:  # the rescaling MUL is float arithmetic
+            raise UnsupportedFeatureError("AveragePool excluding pads that are not TensorFlow's SAME")
+        # the mean over the zero-padded window, rescaled by window size / elements inside the input
+        shape = out.shape
+        assert shape is not None and unpadded is not None and x.shape is not None
+        pooled, out = out, Tensor(f"{out.name}/padded_mean", out.dtype, shape)
+        top, left = _leading_pads(node, [x.shape[1] - unpadded[1], x.shape[2] - unpadded[2]])
+        rows = _inside(shape[1], strides[0], kernel[0], top, unpadded[1])
+        cols = _inside(shape[2], strides[1], kernel[1], left, unpadded[2])
+        scale = (kernel[0] * kernel[1]) / np.outer(rows, cols)
+        factor = constant_tensor(f"{pooled.name}/count", scale.reshape(1, *scale.shape, 1).astype(np.float32))
     imp.emit(
         op_type,
         [x],
@@ -343,6 +356,25 @@ def _pool(imp: Importer, node: Any, op_type: str) -> None:
             "fused_activation_function": "NONE",
         },
     )
+    if exclude_pads:
+        imp.emit("MUL", [out, factor], [pooled], {"fused_activation_function": "NONE"})
+
+
+def _leading_pads(node: Any, totals: list[int]) -> tuple[int, int]:
+    """The top and left pads of a pooling node whose total pads per axis are `totals`."""
+    auto = text_attr(node, "auto_pad", "NOTSET")
+    if auto == "SAME_UPPER":
+        return totals[0] // 2, totals[1] // 2
+    if auto == "SAME_LOWER":
+        return totals[0] - totals[0] // 2, totals[1] - totals[1] // 2
+    pads = [int(p) for p in attrs(node).get("pads", [0, 0, 0, 0])]
+    return pads[0], pads[1]
+
+
+def _inside(out_size: int, stride: int, kernel: int, pad: int, size: int) -> np.ndarray:
+    """How many of each output position's window elements lie inside the unpadded input."""
+    start = np.arange(out_size) * stride - pad
+    return np.minimum(start + kernel, size) - np.maximum(start, 0)
 
 
 @converter("MaxPool")
@@ -567,7 +599,11 @@ def _softmax_layout(imp: Importer, node: Any) -> tuple[int, ...]:
     rank = imp.rank(node.input[0])
     axis = attrs(node).get("axis", -1 if imp.opset >= 13 else 1) % rank
     if imp.opset < 13 and axis != rank - 1:  # before opset 13: a softmax over the flattened trailing axes
-        raise UnsupportedFeatureError(f"{node.op_type} over the flattened axes {axis}.. (opset {imp.opset})")
+        shape = imp.shape(node.input[0])
+        wide = [i for i in range(axis, rank) if shape is None or shape[i] != 1]
+        if len(wide) > 1:  # flattening several axes of size > 1 is no single-axis softmax
+            raise UnsupportedFeatureError(f"{node.op_type} over the flattened axes {axis}.. (opset {imp.opset})")
+        axis = wide[0] if wide else axis  # the only axis of size > 1 among them (e.g. [N, 1000, 1, 1])
     perm = imp.values[node.input[0]].perm
     if perm[-1] == axis:
         return perm
