@@ -447,7 +447,25 @@ def _result_layout(imp: Importer, node: Any) -> tuple[tuple[int, ...], int]:
     return identity(rank), rank
 
 
-BINARY = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL", "Div": "DIV", "Max": "MAXIMUM", "Min": "MINIMUM", "Pow": "POW"}
+BINARY = {
+    "Add": "ADD",
+    "Sub": "SUB",
+    "Mul": "MUL",
+    "Div": "DIV",
+    "Max": "MAXIMUM",
+    "Min": "MINIMUM",
+    "Pow": "POW",
+    "Equal": "EQUAL",
+    "Less": "LESS",
+    "LessOrEqual": "LESS_EQUAL",
+    "Greater": "GREATER",
+    "GreaterOrEqual": "GREATER_EQUAL",
+    "And": "LOGICAL_AND",
+    "Or": "LOGICAL_OR",
+    "Xor": "NOT_EQUAL",  # on booleans
+}
+# int8/uint8 comparisons are quantized in TFLite (LiteRT aborts on plain ones)
+_COMPARISON_TYPES = (DType.FLOAT32, DType.INT32, DType.INT64, DType.INT16, DType.UINT32, DType.UINT64, DType.BOOL)
 
 
 # TFLite's ADD/SUB/MUL/DIV take 8- and 16-bit integers as quantized values (LiteRT aborts on some),
@@ -464,6 +482,14 @@ def _binary(imp: Importer, node: Any) -> None:
     if len(node.input) != 2:
         raise UnsupportedFeatureError(f"{node.op_type} with {len(node.input)} inputs")
     dtypes = [imp.values[name].dtype for name in node.input]
+    if dtypes[0] != dtypes[1] and node.op_type != "Pow" and BINARY[node.op_type] not in ("ADD", "SUB", "MUL", "DIV"):
+        raise UnsupportedFeatureError(f"{node.op_type} of {dtypes[0]} and {dtypes[1]}")
+    if node.op_type in ("And", "Or", "Xor") and dtypes[0] is not DType.BOOL:
+        raise UnsupportedFeatureError(f"{node.op_type} on {dtypes[0]}")
+    if node.op_type in ("Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual") and dtypes[0] not in (
+        _COMPARISON_TYPES
+    ):
+        raise UnsupportedFeatureError(f"{node.op_type} on {dtypes[0]}")
     if node.op_type == "Pow" and dtypes[0] != dtypes[1]:
         raise UnsupportedFeatureError(f"Pow of {dtypes[0]} by {dtypes[1]} (TFLite's POW needs one type)")
     if dtypes[0] in _NO_PLAIN_INTEGER.get(node.op_type, ()) and imp.values[node.input[0]].quantized is None:
@@ -487,18 +513,34 @@ UNARY = {
     "Exp": "EXP",
     "Abs": "ABS",
     "Neg": "NEG",
+    "Log": "LOG",
+    "Sin": "SIN",
+    "Cos": "COS",
+    "Floor": "FLOOR",
+    "Ceil": "CEIL",
+    "Round": "ROUND",  # both round half to even
+    "Sign": "SIGN",
+    "Not": "LOGICAL_NOT",
 }
+# TFLite kernels of these take float32 only (SIGN also int32; LOGICAL_NOT bool).
+_UNARY_TYPES = {"LOG", "SIN", "COS", "FLOOR", "CEIL", "ROUND", "SQRT", "EXP", "RELU", "LOGISTIC", "TANH", "GELU"}
 
 
 @converter(*UNARY)
 def _unary(imp: Importer, node: Any) -> None:
     value = imp.values[node.input[0]]
+    op_type = UNARY[node.op_type]
+    allowed = {"SIGN": (DType.FLOAT32, DType.INT32), "LOGICAL_NOT": (DType.BOOL,)}.get(
+        op_type, (DType.FLOAT32,) if op_type in _UNARY_TYPES else None
+    )
+    if allowed is not None and value.dtype not in allowed and value.quantized is None:
+        raise UnsupportedFeatureError(f"{node.op_type} on {value.dtype} (TFLite's {op_type} takes {allowed[0]})")
     x = imp.tensor(node.input[0], value.perm)
     out = imp.output(node.output[0], value.perm)
     options = {}
     if node.op_type == "Gelu":
         options = {"approximate": text_attr(node, "approximate", "none") == "tanh"}
-    imp.emit(UNARY[node.op_type], [x], [out], options)
+    imp.emit(op_type, [x], [out], options)
 
 
 @converter("LeakyRelu")
