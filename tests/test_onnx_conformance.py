@@ -14,7 +14,7 @@ import pytest
 
 BENCH = Path(__file__).parent.parent / "bench" / "onnx_conformance.py"
 MODULES = ["split", "resize", "div", "mul", "add", "sub", "max", "min", "pow", "dropout", "relu", "conv"]
-MODULES += ["less", "and_"]
+MODULES += ["less", "and_", "argmax", "trilu", "where", "reciprocal", "mod", "log", "cast"]
 
 
 def _bench() -> Any:
@@ -87,6 +87,14 @@ def test_formerly_wrong_cases_are_refused_in_one_line(outcomes: dict[str, Any], 
         "test_dropout_default",
         "test_less",
         "test_and2d",
+        "test_argmax_keepdims_random",
+        "test_argmax_no_keepdims_random",
+        "test_triu",
+        "test_tril_square",
+        "test_where_example",
+        "test_reciprocal",
+        "test_mod_mixed_sign_int32",
+        "test_log",
     ],
 )
 def test_what_tflite_expresses_still_passes(outcomes: dict[str, Any], case: str) -> None:

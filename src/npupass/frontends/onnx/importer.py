@@ -378,6 +378,9 @@ OPTIONS_TABLES = {
     "TRANSPOSE_CONV": "TransposeConvOptions",
     "STRIDED_SLICE": "StridedSliceOptions",
     "SPLIT_V": "SplitVOptions",
+    "CAST": "CastOptions",
+    "ARG_MAX": "ArgMaxOptions",
+    "ARG_MIN": "ArgMinOptions",
 }
 
 

@@ -78,7 +78,8 @@ def _convert_opset(model: Any, opset: int, target: int, path: Path) -> Any:
 
 def _converter_reason(exc: BaseException) -> str:
     """The converter's message without the C++ source location it starts with."""
-    return re.sub(r"^\S+\.(h|cc|cpp):\d+: \w+: (Assertion `false` failed: )?", "", _first_line(exc))
+    text = re.sub(r"^\S+\.(h|cc|cpp):\d+: [^:]+: ", "", _first_line(exc))
+    return re.sub(r"^Assertion `.*?` failed: ", "", text)
 
 
 def _keep_opset10_resize(node: Any) -> None:

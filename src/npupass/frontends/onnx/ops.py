@@ -1055,3 +1055,111 @@ def _dequantize_linear(imp: Importer, node: Any) -> None:
 
 
 QUANTIZED_STORAGE = (DType.INT8, DType.UINT8, DType.INT32)
+
+
+# --- more elementwise and selection ops (where TFLite has a builtin for the types) ----------------
+@converter("Reciprocal")
+def _reciprocal(imp: Importer, node: Any) -> None:
+    value = imp.values[node.input[0]]
+    if value.dtype is not DType.FLOAT32 or value.quantized is not None:
+        raise UnsupportedFeatureError(f"Reciprocal on {value.dtype}")
+    x = imp.tensor(node.input[0], value.perm)
+    out = imp.output(node.output[0], value.perm)
+    one = constant_tensor(f"{out.name}/one", np.array(1.0, dtype=np.float32))
+    imp.emit("DIV", [one, x], [out], {"fused_activation_function": "NONE"})
+
+
+@converter("Size")
+def _size(imp: Importer, node: Any) -> None:
+    shape = imp.shape(node.input[0])
+    if shape is None:
+        raise UnsupportedFeatureError("the input's shape is not static")
+    imp.set_const(node.output[0], np.array(int(np.prod(shape, dtype=np.int64)), dtype=np.int64))
+
+
+# CAST between these; ONNX and TFLite both truncate floats toward zero when casting to integers.
+_CAST_TYPES = (DType.FLOAT32, DType.INT32, DType.INT16, DType.INT8, DType.UINT8, DType.BOOL)
+
+
+@converter("Cast", "CastLike")
+def _cast_op(imp: Importer, node: Any) -> None:
+    value = imp.values[node.input[0]]
+    out = imp.output(node.output[0], value.perm)
+    if value.dtype not in _CAST_TYPES or out.dtype not in _CAST_TYPES or value.quantized is not None:
+        raise UnsupportedFeatureError(f"{node.op_type} from {value.dtype} to {out.dtype}")
+    x = imp.tensor(node.input[0], value.perm)
+    options = {"in_data_type": value.dtype.value, "out_data_type": out.dtype.value}
+    imp.emit("CAST", [x], [out], options)
+
+
+@converter("Where")
+def _where(imp: Importer, node: Any) -> None:
+    perm, rank = _result_layout(imp, node)
+    dtypes = [imp.values[name].dtype for name in node.input]
+    if dtypes[0] is not DType.BOOL or dtypes[1] != dtypes[2]:
+        raise UnsupportedFeatureError(f"Where on {dtypes[0]} choosing {dtypes[1]} or {dtypes[2]}")
+    operands = [_operand(imp, name, perm, rank) for name in node.input]
+    imp.emit("SELECT_V2", operands, [imp.output(node.output[0], perm)])
+
+
+@converter("ArgMax", "ArgMin")
+def _arg_max(imp: Importer, node: Any) -> None:
+    """ARG_MAX/ARG_MIN over the axis of the input in ONNX order (both take the first of equal values),
+    then a RESHAPE for keepdims."""
+    a = attrs(node)
+    if a.get("select_last_index", 0):
+        raise UnsupportedFeatureError(f"{node.op_type} with select_last_index")
+    value = imp.values[node.input[0]]
+    if value.dtype not in (DType.FLOAT32, DType.INT32, DType.INT8, DType.UINT8) or value.quantized is not None:
+        raise UnsupportedFeatureError(f"{node.op_type} on {value.dtype}")
+    shape = imp.shape(node.input[0])
+    out_shape = imp.shape(node.output[0])
+    if shape is None or out_shape is None:
+        raise UnsupportedFeatureError("the shapes are not static")
+    axis = int(a.get("axis", 0)) % len(shape)
+    x = imp.tensor(node.input[0])
+    op_type = "ARG_MAX" if node.op_type == "ArgMax" else "ARG_MIN"
+    axis_t = constant_tensor(f"{node.output[0]}/axis", np.array([axis], dtype=np.int32))
+    reduced = tuple(d for i, d in enumerate(shape) if i != axis)
+    keep = bool(a.get("keepdims", 1))
+    out = imp.output(node.output[0], identity(len(out_shape)), DType.INT32)
+    target = Tensor(f"{out.name}/reduced", DType.INT32, reduced) if keep else out
+    imp.emit(op_type, [x, axis_t], [target], {"output_type": "INT32"})
+    if keep:
+        new_shape = constant_tensor(f"{out.name}/shape", np.array(out_shape, dtype=np.int32))
+        imp.emit("RESHAPE", [target, new_shape], [out], {"new_shape": list(out_shape)})
+
+
+@converter("Trilu")
+def _trilu(imp: Importer, node: Any) -> None:
+    """The upper or lower triangle of the last two axes: SELECT_V2 against a constant mask."""
+    value = imp.values[node.input[0]]
+    shape = imp.shape(node.input[0])
+    if shape is None or len(shape) < 2:
+        raise UnsupportedFeatureError("Trilu needs a static shape of rank >= 2")
+    k_value = imp.const(node.input[1]) if len(node.input) > 1 and node.input[1] else np.array(0)
+    if k_value is None:
+        raise UnsupportedFeatureError("Trilu whose k is not a constant")
+    k = int(k_value.reshape(-1)[0])
+    rows, cols = np.indices(shape[-2:])
+    keep = cols - rows >= k if attrs(node).get("upper", 1) else cols - rows <= k
+    mask = np.broadcast_to(keep, shape)
+    x = imp.tensor(node.input[0], value.perm)
+    out = imp.output(node.output[0], value.perm)
+    mask_t = constant_tensor(f"{out.name}/mask", np.ascontiguousarray(np.transpose(mask, value.perm)))
+    zero = x.dtype.numpy
+    if zero is None:
+        raise UnsupportedFeatureError(f"Trilu on {x.dtype}")
+    zero_t = constant_tensor(f"{out.name}/zero", np.zeros((), dtype=zero))
+    imp.emit("SELECT_V2", [mask_t, x, zero_t], [out])
+
+
+@converter("Mod")
+def _mod(imp: Importer, node: Any) -> None:
+    """Integer Mod with fmod=0 takes the divisor's sign, as FLOOR_MOD does."""
+    dtypes = [imp.values[name].dtype for name in node.input]
+    if attrs(node).get("fmod", 0) or dtypes[0] is not DType.INT32 or dtypes[1] is not DType.INT32:
+        raise UnsupportedFeatureError(f"Mod on {dtypes[0]} with fmod={attrs(node).get('fmod', 0)}")
+    perm, rank = _result_layout(imp, node)
+    a, b = (_operand(imp, name, perm, rank) for name in node.input)
+    imp.emit("FLOOR_MOD", [a, b], [imp.output(node.output[0], perm)])
