@@ -93,13 +93,44 @@ def sweep(path: Path) -> dict[str, Any]:
     return row
 
 
+def random_weights(path: Path, out: Path, seed: int = 0) -> None:
+    """A copy of an ONNX model whose ConstantOfShape weights (the onnx repository's "light" model-zoo
+    files fill every weight with 0.02, which makes every output equal) are seeded random values."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(seed)
+    model = onnx.load(str(path))
+    g = model.graph
+    consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    nodes = []
+    for node in g.node:
+        if node.op_type == "ConstantOfShape" and node.input[0] in consts:
+            shape = tuple(int(d) for d in consts[node.input[0]])
+            fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 0
+            data = rng.normal(0, 1 / np.sqrt(fan_in), shape) if fan_in else rng.uniform(0.5, 1.5, shape)
+            g.initializer.append(numpy_helper.from_array(data.astype(np.float32), node.output[0]))
+        else:
+            nodes.append(node)
+    del g.node[:]
+    g.node.extend(nodes)
+    model.ir_version = max(model.ir_version, 4)  # IR 3 wants every initializer listed as a graph input
+    onnx.save(model, str(out))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path)
     parser.add_argument("--json", metavar="OUT")
+    parser.add_argument("--random-weights", action="store_true", help="ONNX: seeded random ConstantOfShape weights")
     args = parser.parse_args()
     rows = []
+    scratch = tempfile.TemporaryDirectory()
     for path in sorted(p for p in args.folder.iterdir() if p.suffix in (".tflite", ".onnx")):
+        if args.random_weights and path.suffix == ".onnx":
+            random_weights(path, Path(scratch.name) / path.name)
+            path = Path(scratch.name) / path.name
         row = sweep(path)
         rows.append(row)
         print(json.dumps(row), flush=True)
