@@ -1107,8 +1107,6 @@ def _arg_max(imp: Importer, node: Any) -> None:
     """ARG_MAX/ARG_MIN over the axis of the input in ONNX order (both take the first of equal values),
     then a RESHAPE for keepdims."""
     a = attrs(node)
-    if a.get("select_last_index", 0):
-        raise UnsupportedFeatureError(f"{node.op_type} with select_last_index")
     value = imp.values[node.input[0]]
     if value.dtype not in (DType.FLOAT32, DType.INT32, DType.INT8, DType.UINT8) or value.quantized is not None:
         raise UnsupportedFeatureError(f"{node.op_type} on {value.dtype}")
@@ -1122,9 +1120,18 @@ def _arg_max(imp: Importer, node: Any) -> None:
     axis_t = constant_tensor(f"{node.output[0]}/axis", np.array([axis], dtype=np.int32))
     reduced = tuple(d for i, d in enumerate(shape) if i != axis)
     keep = bool(a.get("keepdims", 1))
+    last = bool(a.get("select_last_index", 0))
     out = imp.output(node.output[0], identity(len(out_shape)), DType.INT32)
     target = Tensor(f"{out.name}/reduced", DType.INT32, reduced) if keep else out
-    imp.emit(op_type, [x, axis_t], [target], {"output_type": "INT32"})
+    found = Tensor(f"{out.name}/reversed_index", DType.INT32, reduced) if last else target
+    if last:  # the first of equal values along the reversed axis is the last one: n - 1 - index
+        flipped = Tensor(f"{out.name}/reversed", x.dtype, x.shape)
+        imp.emit("REVERSE_V2", [x, axis_t], [flipped])
+        x = flipped
+    imp.emit(op_type, [x, axis_t], [found], {"output_type": "INT32"})
+    if last:
+        end = constant_tensor(f"{out.name}/last", np.array(shape[axis] - 1, dtype=np.int32))
+        imp.emit("SUB", [end, found], [target], {"fused_activation_function": "NONE"})
     if keep:
         new_shape = constant_tensor(f"{out.name}/shape", np.array(out_shape, dtype=np.int32))
         imp.emit("RESHAPE", [target, new_shape], [out], {"new_shape": list(out_shape)})
