@@ -258,11 +258,14 @@ class Reader:
     (a file that shares nothing reads each byte once), so decoding stays linear in the file size.
     """
 
-    __slots__ = ("budget", "buf", "size")
+    __slots__ = ("budget", "buf", "end", "size")
 
     def __init__(self, buf: bytes | mmap.mmap) -> None:
         self.buf, self.size = buf, len(buf)
         self.budget = 2 * self.size + 4096
+        self.end = 0
+        """The end of the furthest table, vtable or vector read so far (where the flatbuffer ends,
+        once everything has been read: bytes after it were appended to the file)."""
 
     def charge(self, n: int) -> None:
         """Account for decoding `n` more bytes of structure."""
@@ -288,6 +291,7 @@ class Reader:
         if vt + vt_len > self.size or pos + inline > self.size or vt_len < 4:
             raise DecodeError(f"table at {pos} overruns the buffer")
         self.charge(max(inline, 4))
+        self.end = max(self.end, vt + vt_len, pos + inline)
         return Table(self, pos, vt, vt_len)
 
     def deref(self, pos: int) -> int:
@@ -299,6 +303,7 @@ class Reader:
         if pos + 4 + count * elem_size > self.size:
             raise DecodeError(f"vector at {pos} claims {count} elements past the end of the buffer")
         self.charge(4 + count * elem_size)
+        self.end = max(self.end, pos + 4 + count * elem_size)
         return pos + 4, count
 
 
@@ -355,6 +360,7 @@ class Table:
         if not at:
             return None
         start, count = self.reader.vector(self.reader.deref(at), 1)
+        self.reader.end = max(self.reader.end, min(start + count + 1, self.reader.size))  # and its NUL
         return bytes(self.reader.buf[start : start + count])
 
     def array(self, slot: int, dtype: np.dtype[Any]) -> np.ndarray | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
 from collections import Counter
 from typing import Any
 
@@ -68,6 +70,33 @@ def parameter_bytes(model: Model) -> int:
     return sum(seen.values())
 
 
+def appended_summary(data: bytes) -> dict[str, Any] | None:
+    """What the bytes after the flatbuffer are: their size, and the files when they are a zip (as
+    TFLite Support metadata stores associated files such as label maps)."""
+    if not data:
+        return None
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            files = [{"name": i.filename, "bytes": i.file_size} for i in archive.infolist()]
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError):
+        files = None
+    return {"bytes": len(data), "zip_files": files}
+
+
+def read_notes(model: Model) -> list[str]:
+    """How the reader interpreted what the file states unusually (so that `info` can say so)."""
+    notes = list(model.notes)
+    fixed = model.quant_axis_as_read
+    if fixed:
+        axes = sorted({axis for _, _, axis in fixed})
+        notes.append(
+            f"{len(fixed)} rank-1 per-channel tensor(s) say quantized axis {'/'.join(map(str, axes))} "
+            f"(e.g. '{fixed[0][0].name}'); read along axis 0, as Vela and TFLM do, since their scale count "
+            "matches their only dimension; written back as they were"
+        )
+    return notes
+
+
 def summarize(model: Model, file: str | None = None, file_bytes: int | None = None) -> dict[str, Any]:
     histogram: Counter[str] = Counter()
     dtypes: Counter[str] = Counter()
@@ -121,5 +150,23 @@ def summarize(model: Model, file: str | None = None, file_bytes: int | None = No
             for s in model.signatures
         ],
         "metadata": [{"name": name, "bytes": len(value)} for name, value in model.metadata],
+        "appended": appended_summary(model.appended),
+        "notes": read_notes(model),
         "ops": ops,
     }
+
+
+def info_extra_lines(info: dict[str, Any]) -> list[str]:
+    """The text lines `info` prints for appended bytes and reader notes."""
+    lines = []
+    appended = info.get("appended")
+    if appended:
+        files = appended["zip_files"]
+        what = (
+            f"a zip of {len(files)} file(s): " + ", ".join(f"{f['name']} ({f['bytes']:,} bytes)" for f in files)
+            if files is not None
+            else "not a zip"
+        )
+        lines.append(f"appended after the flatbuffer: {appended['bytes']:,} bytes, {what}")
+    lines.extend(f"note: {note}" for note in info.get("notes", []))
+    return lines

@@ -30,7 +30,7 @@ EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
 # --- info --------------------------------------------------------------------------------------
 def cmd_info(args: argparse.Namespace) -> int:
     import npupass
-    from npupass.summary import summarize
+    from npupass.summary import info_extra_lines, summarize
 
     path = Path(args.model)
     model = npupass.load(path)
@@ -38,7 +38,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         print_json(info)
     else:
-        render_info(make_console(), str(path), info, args.max_ops)
+        render_info(make_console(), str(path), info, args.max_ops, info_extra_lines(info))
     return EXIT_OK
 
 
@@ -52,6 +52,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     import npupass
+    from npupass.summary import read_notes
 
     src, out = Path(args.model), Path(args.output)
     if _same_file(src, out) or src.resolve() == out.resolve():
@@ -96,6 +97,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         "output_bytes": out.stat().st_size,
         "ops": sum(len(g.ops) for g in converted.model.subgraphs),
         "seconds": round(converted.seconds, 4),
+        "notes": read_notes(converted.model),
     }
     if args.explain:
         result["provenance"] = _provenance(converted.model)
@@ -115,6 +117,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if converted.pass_checks:
         render_pass_checks(console, converted.pass_checks)
     console.print(f"wrote {out} ({result['output_bytes']:,} bytes, {result['ops']} ops) in {converted.seconds:.2f} s")
+    for note in result["notes"]:
+        console.print(f"note: {note}", markup=False)
     if converted.comparison is not None:
         render_comparison(console, converted.comparison.to_json(), str(src), str(out))
     return status

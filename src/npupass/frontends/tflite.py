@@ -147,6 +147,7 @@ class _Importer:
         self.buf = buf
         self.root = Reader(buf).root()
         self.external = False
+        self.buffers_end = 0  # where the last external buffer ends
         self.buffers = [self._buffer(i, b) for i, b in enumerate(self.root.tables(_MODEL.slot("Buffers")))]
         self._options_cache: dict[tuple[str, bytes], dict[str, Any]] = {}
         self._metadata_bytes: dict[int, bytes] = {}
@@ -182,6 +183,8 @@ class _Importer:
             version=_MODEL.get(root, "Version"),
             legacy_metadata_buffers=[self._metadata(int(b)) for b in (legacy if legacy is not None else [])],
             buffer_storage="external" if self.external else "inline",
+            appended=self._appended(),
+            quant_axis_as_read=[fix for graph in graphs for fix in _rank1_axis_fixes(graph)],
         )
         for index, graph in enumerate(graphs):
             graph.rename_twins()  # the IR keeps names unique; a file may repeat them
@@ -190,6 +193,20 @@ class _Importer:
             except IRCheckError as exc:
                 raise ModelFormatError(f"invalid model: subgraph {index}: {exc}") from None
         return model
+
+    def _appended(self) -> bytes:
+        """The bytes after everything the flatbuffer refers to (read last, once all of it was read).
+
+        Zero bytes right after it are alignment padding, and fewer than 16 other bytes are taken for
+        builder leftovers (old converters leave unreferenced vtables at the end), unless they are a zip.
+        """
+        end = max(self.root.reader.end, self.buffers_end)
+        tail = self.buf[end:]
+        start = len(tail) - len(tail.lstrip(b"\0"))
+        appended = bytes(tail[start:])
+        if len(appended) < 16 and not appended.startswith(b"PK"):
+            return b""
+        return appended
 
     # --- buffers ------------------------------------------------------------------------------
     def _buffer(self, index: int, b: Table) -> np.ndarray | None:
@@ -200,6 +217,7 @@ class _Importer:
                     f"buffer {index} claims bytes {offset}..{offset + size} of a {len(self.buf)}-byte file"
                 )
             self.external = True
+            self.buffers_end = max(self.buffers_end, offset + size)
             return np.frombuffer(self.buf, np.uint8, count=size, offset=offset) if size else None
         data = b.array(_BUFFER.slot("Data"), np.dtype(np.uint8))
         return data if data is not None and data.size else None
@@ -441,6 +459,22 @@ def _quantization(q: Table) -> Quantization | None:
         details_type=details_type,
         details=details,
     )
+
+
+def _rank1_axis_fixes(graph: Graph) -> list[tuple[Tensor, Quantization, int]]:
+    """Read a rank-1 per-channel tensor's quantized axis as 0 when its scales match its only dimension.
+
+    Older converters copied the 4-D weight's axis 3 onto the bias; Vela and TFLM read such a bias per
+    element, so the only reading that makes sense is axis 0.
+    """
+    fixes = []
+    for t in graph.tensors:
+        q = t.quant
+        rank1 = t.shape is not None and len(t.shape) == 1
+        if q is not None and q.per_axis and rank1 and q.axis != 0 and q.scale.size == t.shape[0]:  # type: ignore[index]
+            fixes.append((t, q, q.axis))
+            q.axis = 0
+    return fixes
 
 
 def _variant(v: Any) -> VariantSubtype:

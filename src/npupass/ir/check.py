@@ -69,7 +69,7 @@ def problems(graph: Graph) -> list[str]:
     names: set[str] = set()
     duplicates: list[str] = []
     for t in tensors:
-        if t.name in names:
+        if t.name and t.name in names:  # an empty name is no name: files leave tensors unnamed
             duplicates.append(t.name)
         names.add(t.name)
         producers = pred[t]

@@ -206,15 +206,15 @@ class Graph:
         return name
 
     def rename_twins(self) -> int:
-        """Give every tensor (and named op) whose name an earlier one has a fresh name; returns how
-        many were renamed. Frontends call it on files that repeat names (TFLite allows it)."""
+        """Give every named tensor and op whose name an earlier one has a fresh name; returns how many
+        were renamed. Frontends call it on files that repeat names (TFLite allows it)."""
         renamed = 0
         ops = sorted(self.iter_ops(), key=self._key)  # creation order: `ops` may meet a cycle
         tensors: list[Node] = list(self.tensors)
         for is_op, nodes in ((False, tensors), (True, list[Node](ops))):
             seen: set[str] = set()
             for node in nodes:
-                if node.name in seen and (node.name or not is_op):
+                if node.name and node.name in seen:  # unnamed stays unnamed (a lossless round trip)
                     node.name = self.fresh_name(node.name, op=is_op)
                     renamed += 1
                 seen.add(node.name)
@@ -542,6 +542,15 @@ class Model:
     for an op-by-op translation (the ONNX import), which the default pipelines canonicalize."""
     source_path: str | None = None
     """The file the model was read from, if any (reports name it)."""
+    appended: bytes = b""
+    """Bytes the source file holds after the flatbuffer and its buffers (TFLite Support metadata keeps
+    its associated files there, as a zip); the TFLite writer writes them back after the model."""
+    notes: list[str] = field(default_factory=list)
+    """What the reader changed on the way in that the user should know (e.g. an ONNX opset upgrade)."""
+    quant_axis_as_read: list[tuple[Tensor, Quantization, int]] = field(default_factory=list)
+    """Rank-1 per-channel tensors whose file said a quantized axis past their rank (a bias that kept its
+    4-D weight's axis 3): (tensor, its quantization as read, now along axis 0, the file's axis). The
+    writer writes the file's axis back while the tensor keeps that quantization."""
 
     @property
     def main(self) -> Graph:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -79,8 +79,8 @@ def _options_text(options: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def render_info(console: Console, path: str, info: dict[str, Any], max_ops: int) -> None:
-    """`npupass info`: the summary npupass.summary.summarize made."""
+def render_info(console: Console, path: str, info: dict[str, Any], max_ops: int, extra: Sequence[str] = ()) -> None:
+    """`npupass info`: the summary npupass.summary.summarize made, with `extra` lines (info_extra_lines)."""
     console.print(
         f"[bold]{path}[/bold]: {info['format']}"
         + (f" (schema v{info['schema_version']})" if info["schema_version"] is not None else "")
@@ -118,6 +118,8 @@ def render_info(console: Console, path: str, info: dict[str, Any], max_ops: int)
         for s in info["signatures"]:
             console.print(f"signature '{s['key']}' (subgraph {s['subgraph']}): {s['inputs']} -> {s['outputs']}")
         console.print("metadata: " + ", ".join(f"{m['name']} ({m['bytes']} bytes)" for m in info["metadata"]))
+    for line in extra:
+        console.print(line, markup=False)
 
     ops = info["ops"] if max_ops == 0 else info["ops"][:max_ops]
     table = Table(title="Ops", title_justify="left")

@@ -11,6 +11,7 @@ import numpy as np
 
 from npupass.ir.graph import Graph, Model, Op, Tensor
 from npupass.ir.quant import same_quant_values
+from npupass.summary import appended_summary
 from npupass.tflite_schema import non_default_options
 from npupass.view.data import op_label
 
@@ -136,10 +137,35 @@ def diff_models(a: Model, b: Model, title_a: str, title_b: str) -> tuple[dict[st
             if what:
                 result["changed"].append(_entry(gb, op_b) | where | {"what": what})
                 marks[op_b] = "changed"
-        tensors_b = {t.name: t for t in gb.tensors}
-        for t in ga.tensors:
-            other = tensors_b.get(t.name)
-            changes = _tensor_changes(t, other) if other is not None else []
+        for t, other in _pair_tensors(ga, gb):
+            changes = _tensor_changes(t, other)
             if changes:
                 result["tensors_changed"].append({"name": t.name, "what": changes} | where)
+    if a.appended != b.appended:
+        change = f"{_appended_text(a.appended)} -> {_appended_text(b.appended)}"
+        result["changed"].append({"type": "FILE", "name": "bytes appended after the flatbuffer", "what": [change]})
     return result, marks
+
+
+def _pair_tensors(a: Graph, b: Graph) -> list[tuple[Tensor, Tensor]]:
+    """Tensors of a and b with the same name; the k-th of several with one name (often the empty name)
+    pairs with the k-th in b, in file order."""
+    by_name: dict[str, list[Tensor]] = {}
+    for t in b.tensors:
+        by_name.setdefault(t.name, []).append(t)
+    seen: dict[str, int] = {}
+    pairs = []
+    for t in a.tensors:
+        k = seen[t.name] = seen.get(t.name, -1) + 1
+        candidates = by_name.get(t.name, [])
+        if k < len(candidates):
+            pairs.append((t, candidates[k]))
+    return pairs
+
+
+def _appended_text(data: bytes) -> str:
+    if not data:
+        return "none"
+    info = appended_summary(data)
+    files = info["zip_files"] if info else None
+    return f"{len(data):,} bytes" + (f" (zip: {', '.join(f['name'] for f in files)})" if files else "")

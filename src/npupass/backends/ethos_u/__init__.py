@@ -82,7 +82,8 @@ class EthosU(Backend):
         output = f"{stem}_vela.tflite"
         data = report_json(result, model.source_path or "", output)
         data["tflm"] = tflm_check(result.vela.model)
-        files = {output: result.vela.model}
+        # bytes appended after the flatbuffer (associated files) follow Vela's flatbuffer as they did the input's
+        files = {output: result.vela.model + model.appended}
         if options.get("emit") == "c":
             arena = (data["tflm"].get("arena") or {}).get("head_bytes")
             section = check_section(options.get("c_section") or DEFAULT_SECTION)

@@ -87,7 +87,7 @@ def _serialize_chunks(model: Model, buffers: str) -> list[bytes | bytearray | me
         if total > _INLINE_LIMIT:
             raise WriteError(f"{total} bytes of constants do not fit inside a flatbuffer; use external buffers")
         fb_model = plan.flatbuffer([_Buffer(d if len(d) else None) for d in plan.data])  # empty: no data vector
-        return [_pack(fb_model, total + tables)]
+        return [_pack(fb_model, total + tables), model.appended]
     # Constants go after the flatbuffer; metadata stays inside it, where readers of metadata look (as TF does).
     metadata = plan.metadata_buffers
     outside = [bool(len(d)) and i not in metadata for i, d in enumerate(plan.data)]
@@ -112,6 +112,7 @@ def _serialize_chunks(model: Model, buffers: str) -> list[bytes | bytearray | me
             chunks.append(d)
             pos = off + len(d)
     chunks.append(b"\0" * (_align(pos) - pos))
+    chunks.append(model.appended)
     return chunks
 
 
@@ -143,6 +144,8 @@ class _Plan:
         self.opcodes: dict[tuple[str, str | None, int], int] = {}
         self.tensor_index: list[dict[int, int]] = []
         self._options: dict[tuple[str, Any], Any] = {}
+        # A rank-1 tensor read along axis 0 goes back with its file's axis while its quantization is unchanged.
+        self._axis_as_read = {id(t): (q, axis) for t, q, axis in model.quant_axis_as_read}
         self.subgraphs = [self._subgraph(i, g) for i, g in enumerate(model.subgraphs)]
         self._metadata_buffer: dict[int, int] = {}
         self.metadata = [
@@ -204,6 +207,9 @@ class _Plan:
         fb.shapeSignature = None if t.shape_signature is None else list(t.shape_signature)
         fb.buffer = self._buffer(t.data)
         fb.quantization = None if t.quant is None else _quantization(t.quant)
+        as_read = self._axis_as_read.get(id(t))
+        if as_read is not None and as_read[0] is t.quant and t.quant.axis == 0:
+            fb.quantization.quantizedDimension = as_read[1]
         fb.sparsity = None if t.sparsity is None else _sparsity(t.sparsity)
         fb.isVariable = t.is_variable
         fb.hasRank = t.has_rank

@@ -380,6 +380,9 @@ OPTIONS_TABLES = {
     "TRANSPOSE_CONV": "TransposeConvOptions",
     "STRIDED_SLICE": "StridedSliceOptions",
     "SPLIT_V": "SplitVOptions",
+    "CAST": "CastOptions",
+    "ARG_MAX": "ArgMaxOptions",
+    "ARG_MIN": "ArgMinOptions",
 }
 
 
@@ -404,6 +407,11 @@ def dtype_of(array: np.ndarray) -> DType:
 
 def _type_of(info: Any) -> tuple[DType, tuple[int, ...] | None]:
     t = info.type.tensor_type
+    if t.elem_type and t.elem_type not in ONNX_DTYPES:  # uint32, uint64, strings ...: never guess float
+        from onnx import TensorProto
+
+        kind = TensorProto.DataType.Name(t.elem_type) if t.elem_type in TensorProto.DataType.values() else t.elem_type
+        raise UnsupportedFeatureError(f"value '{info.name}' has ONNX element type {kind}, which npupass doesn't import")
     dtype = ONNX_DTYPES.get(t.elem_type, DType.FLOAT32)
     if not t.HasField("shape"):
         return dtype, None

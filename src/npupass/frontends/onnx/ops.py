@@ -46,8 +46,19 @@ def _constant(imp: Importer, node: Any, _: list[np.ndarray]) -> list[np.ndarray]
     raise UnsupportedFeatureError("Constant without a tensor value")
 
 
+def _refuse_training_dropout(imp: Importer, node: Any) -> None:
+    """Dropout is the identity only in inference mode (or with ratio 0)."""
+    if node.op_type != "Dropout" or len(node.input) < 3 or not node.input[2]:
+        return
+    training = imp.const(node.input[2])
+    ratio = imp.const(node.input[1]) if node.input[1] else np.array(0.5)
+    if training is None or (bool(training.reshape(-1)[0]) and (ratio is None or float(ratio.reshape(-1)[0]) != 0)):
+        raise UnsupportedFeatureError("Dropout in training mode (random masking; only inference mode converts)")
+
+
 @folder("Identity", "Dropout")
 def _identity(imp: Importer, node: Any, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    _refuse_training_dropout(imp, node)
     return [inputs[0]]
 
 
@@ -155,6 +166,7 @@ def _shape(imp: Importer, node: Any) -> None:
 
 @converter("Identity", "Dropout")
 def _alias(imp: Importer, node: Any) -> None:
+    _refuse_training_dropout(imp, node)
     imp.alias(node.output[0], node.input[0])
 
 
@@ -310,10 +322,23 @@ def _pool(imp: Importer, node: Any, op_type: str) -> None:
     x = imp.nhwc(node.input[0])
     include_pad = op_type == "AVERAGE_POOL_2D" and bool(a.get("count_include_pad", 0))
     fill = float(np.finfo(np.float32).min) if op_type == "MAX_POOL_2D" else 0.0
+    unpadded = x.shape
     x, padding, padded = _padding(imp, node, x, kernel, strides, [1, 1], fill, allow_same=not include_pad)
-    if op_type == "AVERAGE_POOL_2D" and padded and not include_pad:
-        raise UnsupportedFeatureError("AveragePool excluding pads that are not TensorFlow's SAME")
     out = imp.output(node.output[0], NHWC)
+    exclude_pads = op_type == "AVERAGE_POOL_2D" and padded and not include_pad
+    if exclude_pads:
+        quantized = any(n.op_type == "QuantizeLinear" for n in imp.proto.graph.node)
+        if x.dtype is not DType.FLOAT32 or quantized:  # the rescaling MUL is float arithmetic
+            raise UnsupportedFeatureError("AveragePool excluding pads that are not TensorFlow's SAME")
+        # the mean over the zero-padded window, rescaled by window size / elements inside the input
+        shape = out.shape
+        assert shape is not None and unpadded is not None and x.shape is not None
+        pooled, out = out, Tensor(f"{out.name}/padded_mean", out.dtype, shape)
+        top, left = _leading_pads(node, [x.shape[1] - unpadded[1], x.shape[2] - unpadded[2]])
+        rows = _inside(shape[1], strides[0], kernel[0], top, unpadded[1])
+        cols = _inside(shape[2], strides[1], kernel[1], left, unpadded[2])
+        scale = (kernel[0] * kernel[1]) / np.outer(rows, cols)
+        factor = constant_tensor(f"{pooled.name}/count", scale.reshape(1, *scale.shape, 1).astype(np.float32))
     imp.emit(
         op_type,
         [x],
@@ -327,6 +352,25 @@ def _pool(imp: Importer, node: Any, op_type: str) -> None:
             "fused_activation_function": "NONE",
         },
     )
+    if exclude_pads:
+        imp.emit("MUL", [out, factor], [pooled], {"fused_activation_function": "NONE"})
+
+
+def _leading_pads(node: Any, totals: list[int]) -> tuple[int, int]:
+    """The top and left pads of a pooling node whose total pads per axis are `totals`."""
+    auto = text_attr(node, "auto_pad", "NOTSET")
+    if auto == "SAME_UPPER":
+        return totals[0] // 2, totals[1] // 2
+    if auto == "SAME_LOWER":
+        return totals[0] - totals[0] // 2, totals[1] - totals[1] // 2
+    pads = [int(p) for p in attrs(node).get("pads", [0, 0, 0, 0])]
+    return pads[0], pads[1]
+
+
+def _inside(out_size: int, stride: int, kernel: int, pad: int, size: int) -> np.ndarray:
+    """How many of each output position's window elements lie inside the unpadded input."""
+    start = np.arange(out_size) * stride - pad
+    return np.minimum(start + kernel, size) - np.maximum(start, 0)
 
 
 @converter("MaxPool")
@@ -399,7 +443,33 @@ def _result_layout(imp: Importer, node: Any) -> tuple[tuple[int, ...], int]:
     return identity(rank), rank
 
 
-BINARY = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL", "Div": "DIV", "Max": "MAXIMUM", "Min": "MINIMUM", "Pow": "POW"}
+BINARY = {
+    "Add": "ADD",
+    "Sub": "SUB",
+    "Mul": "MUL",
+    "Div": "DIV",
+    "Max": "MAXIMUM",
+    "Min": "MINIMUM",
+    "Pow": "POW",
+    "Equal": "EQUAL",
+    "Less": "LESS",
+    "LessOrEqual": "LESS_EQUAL",
+    "Greater": "GREATER",
+    "GreaterOrEqual": "GREATER_EQUAL",
+    "And": "LOGICAL_AND",
+    "Or": "LOGICAL_OR",
+    "Xor": "NOT_EQUAL",  # on booleans
+}
+# int8/uint8 comparisons are quantized in TFLite (LiteRT aborts on plain ones)
+_COMPARISON_TYPES = (DType.FLOAT32, DType.INT32, DType.INT64, DType.INT16, DType.UINT32, DType.UINT64, DType.BOOL)
+
+
+# TFLite's ADD/SUB/MUL/DIV take 8- and 16-bit integers as quantized values (LiteRT aborts on some),
+# and its MAXIMUM/MINIMUM have no uint16 kernel: plain integer arithmetic of those types has no TFLite op.
+_NO_PLAIN_INTEGER = {
+    **dict.fromkeys(("Add", "Sub", "Mul", "Div"), (DType.INT8, DType.UINT8, DType.INT16, DType.UINT16)),
+    **dict.fromkeys(("Max", "Min"), (DType.UINT16,)),
+}
 
 
 @converter(*BINARY)
@@ -407,6 +477,22 @@ def _binary(imp: Importer, node: Any) -> None:
     perm, rank = _result_layout(imp, node)
     if len(node.input) != 2:
         raise UnsupportedFeatureError(f"{node.op_type} with {len(node.input)} inputs")
+    dtypes = [imp.values[name].dtype for name in node.input]
+    if dtypes[0] != dtypes[1] and node.op_type != "Pow" and BINARY[node.op_type] not in ("ADD", "SUB", "MUL", "DIV"):
+        raise UnsupportedFeatureError(f"{node.op_type} of {dtypes[0]} and {dtypes[1]}")
+    if node.op_type in ("And", "Or", "Xor") and dtypes[0] is not DType.BOOL:
+        raise UnsupportedFeatureError(f"{node.op_type} on {dtypes[0]}")
+    if node.op_type in ("Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual") and dtypes[0] not in (
+        _COMPARISON_TYPES
+    ):
+        raise UnsupportedFeatureError(f"{node.op_type} on {dtypes[0]}")
+    if node.op_type == "Pow" and dtypes[0] != dtypes[1]:
+        raise UnsupportedFeatureError(f"Pow of {dtypes[0]} by {dtypes[1]} (TFLite's POW needs one type)")
+    if dtypes[0] in _NO_PLAIN_INTEGER.get(node.op_type, ()) and imp.values[node.input[0]].quantized is None:
+        raise UnsupportedFeatureError(
+            f"{node.op_type} on {dtypes[0]}: TFLite has no plain {dtypes[0].value.lower()} {node.op_type} "
+            "(its 8/16-bit integer arithmetic is quantized)"
+        )
     a, b = (_operand(imp, name, perm, rank) for name in node.input)
     out = imp.output(node.output[0], perm)
     options = {"fused_activation_function": "NONE"} if node.op_type in ("Add", "Sub", "Mul", "Div") else {}
@@ -423,19 +509,35 @@ UNARY = {
     "Exp": "EXP",
     "Abs": "ABS",
     "Neg": "NEG",
-    "Erf": "ERF",  # IR-only: the import fuses it into GELU or lowers it (passes/fuse_gelu.py)
+    "Erf": "ERF",  # IR-only: the default pipeline fuses it into GELU or lowers it (passes/fuse_gelu.py)
+    "Log": "LOG",
+    "Sin": "SIN",
+    "Cos": "COS",
+    "Floor": "FLOOR",
+    "Ceil": "CEIL",
+    "Round": "ROUND",  # both round half to even
+    "Sign": "SIGN",
+    "Not": "LOGICAL_NOT",
 }
+# TFLite kernels of these take float32 only (SIGN also int32; LOGICAL_NOT bool).
+_UNARY_TYPES = {"LOG", "SIN", "COS", "FLOOR", "CEIL", "ROUND", "SQRT", "EXP", "RELU", "LOGISTIC", "TANH", "GELU", "ERF"}
 
 
 @converter(*UNARY)
 def _unary(imp: Importer, node: Any) -> None:
     value = imp.values[node.input[0]]
+    op_type = UNARY[node.op_type]
+    allowed = {"SIGN": (DType.FLOAT32, DType.INT32), "LOGICAL_NOT": (DType.BOOL,)}.get(
+        op_type, (DType.FLOAT32,) if op_type in _UNARY_TYPES else None
+    )
+    if allowed is not None and value.dtype not in allowed and value.quantized is None:
+        raise UnsupportedFeatureError(f"{node.op_type} on {value.dtype} (TFLite's {op_type} takes {allowed[0]})")
     x = imp.tensor(node.input[0], value.perm)
     out = imp.output(node.output[0], value.perm)
     options = {}
     if node.op_type == "Gelu":
         options = {"approximate": text_attr(node, "approximate", "none") == "tanh"}
-    imp.emit(UNARY[node.op_type], [x], [out], options)
+    imp.emit(op_type, [x], [out], options)
 
 
 @converter("LeakyRelu")
@@ -536,7 +638,11 @@ def _softmax_layout(imp: Importer, node: Any) -> tuple[int, ...]:
     rank = imp.rank(node.input[0])
     axis = attrs(node).get("axis", -1 if imp.opset >= 13 else 1) % rank
     if imp.opset < 13 and axis != rank - 1:  # before opset 13: a softmax over the flattened trailing axes
-        raise UnsupportedFeatureError(f"{node.op_type} over the flattened axes {axis}.. (opset {imp.opset})")
+        shape = imp.shape(node.input[0])
+        wide = [i for i in range(axis, rank) if shape is None or shape[i] != 1]
+        if len(wide) > 1:  # flattening several axes of size > 1 is no single-axis softmax
+            raise UnsupportedFeatureError(f"{node.op_type} over the flattened axes {axis}.. (opset {imp.opset})")
+        axis = wide[0] if wide else axis  # the only axis of size > 1 among them (e.g. [N, 1000, 1, 1])
     perm = imp.values[node.input[0]].perm
     if perm[-1] == axis:
         return perm
@@ -826,6 +932,8 @@ def _split(imp: Importer, node: Any) -> None:
     assert shape is not None
     axis = a.get("axis", 0) % rank
     sizes = imp.const(node.input[1]) if len(node.input) > 1 and node.input[1] else a.get("split")
+    if sizes is None and len(node.input) > 1 and node.input[1]:
+        raise UnsupportedFeatureError("Split whose sizes are not a constant")
     if sizes is None:  # equal parts; the last one smaller when they do not divide (opset 18)
         chunk = -(-shape[axis] // len(node.output))
         sizes = [chunk] * (len(node.output) - 1) + [shape[axis] - chunk * (len(node.output) - 1)]
@@ -848,7 +956,12 @@ def _resize(imp: Importer, node: Any) -> None:
         if a.get(unsupported):
             raise UnsupportedFeatureError(f"Resize with {unsupported}")
     in_shape = imp.shape(node.input[0])
-    scales = imp.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    scales_input = 1 if node.op_type == "Upsample" else 2
+    given = len(node.input) > scales_input and node.input[scales_input]
+    scales = imp.const(node.input[scales_input]) if given else None
+    if given and scales is None:
+        # ONNX samples at x_out / scale, TFLite at x_out * in / out: the same only for known, whole scales
+        raise UnsupportedFeatureError(f"{node.op_type} whose scales are not a constant")
     if scales is not None and scales.size == 4 and in_shape is not None:
         for dim, factor in zip(in_shape[2:], scales[2:], strict=True):
             if abs(dim * float(factor) - round(dim * float(factor))) > 1e-6:
@@ -939,3 +1052,118 @@ def _dequantize_linear(imp: Importer, node: Any) -> None:
 
 
 QUANTIZED_STORAGE = (DType.INT8, DType.UINT8, DType.INT32)
+
+
+# --- more elementwise and selection ops (where TFLite has a builtin for the types) ----------------
+@converter("Reciprocal")
+def _reciprocal(imp: Importer, node: Any) -> None:
+    value = imp.values[node.input[0]]
+    if value.dtype is not DType.FLOAT32 or value.quantized is not None:
+        raise UnsupportedFeatureError(f"Reciprocal on {value.dtype}")
+    x = imp.tensor(node.input[0], value.perm)
+    out = imp.output(node.output[0], value.perm)
+    one = constant_tensor(f"{out.name}/one", np.array(1.0, dtype=np.float32))
+    imp.emit("DIV", [one, x], [out], {"fused_activation_function": "NONE"})
+
+
+@converter("Size")
+def _size(imp: Importer, node: Any) -> None:
+    shape = imp.shape(node.input[0])
+    if shape is None:
+        raise UnsupportedFeatureError("the input's shape is not static")
+    imp.set_const(node.output[0], np.array(int(np.prod(shape, dtype=np.int64)), dtype=np.int64))
+
+
+# CAST between these; ONNX and TFLite both truncate floats toward zero when casting to integers.
+_CAST_TYPES = (DType.FLOAT32, DType.INT32, DType.INT16, DType.INT8, DType.UINT8, DType.BOOL)
+
+
+@converter("Cast", "CastLike")
+def _cast_op(imp: Importer, node: Any) -> None:
+    value = imp.values[node.input[0]]
+    out = imp.output(node.output[0], value.perm)
+    if value.dtype not in _CAST_TYPES or out.dtype not in _CAST_TYPES or value.quantized is not None:
+        raise UnsupportedFeatureError(f"{node.op_type} from {value.dtype} to {out.dtype}")
+    x = imp.tensor(node.input[0], value.perm)
+    options = {"in_data_type": value.dtype.value, "out_data_type": out.dtype.value}
+    imp.emit("CAST", [x], [out], options)
+
+
+@converter("Where")
+def _where(imp: Importer, node: Any) -> None:
+    perm, rank = _result_layout(imp, node)
+    dtypes = [imp.values[name].dtype for name in node.input]
+    if dtypes[0] is not DType.BOOL or dtypes[1] != dtypes[2]:
+        raise UnsupportedFeatureError(f"Where on {dtypes[0]} choosing {dtypes[1]} or {dtypes[2]}")
+    operands = [_operand(imp, name, perm, rank) for name in node.input]
+    imp.emit("SELECT_V2", operands, [imp.output(node.output[0], perm)])
+
+
+@converter("ArgMax", "ArgMin")
+def _arg_max(imp: Importer, node: Any) -> None:
+    """ARG_MAX/ARG_MIN over the axis of the input in ONNX order (both take the first of equal values),
+    then a RESHAPE for keepdims."""
+    a = attrs(node)
+    value = imp.values[node.input[0]]
+    if value.dtype not in (DType.FLOAT32, DType.INT32, DType.INT8, DType.UINT8) or value.quantized is not None:
+        raise UnsupportedFeatureError(f"{node.op_type} on {value.dtype}")
+    shape = imp.shape(node.input[0])
+    out_shape = imp.shape(node.output[0])
+    if shape is None or out_shape is None:
+        raise UnsupportedFeatureError("the shapes are not static")
+    axis = int(a.get("axis", 0)) % len(shape)
+    x = imp.tensor(node.input[0])
+    op_type = "ARG_MAX" if node.op_type == "ArgMax" else "ARG_MIN"
+    axis_t = constant_tensor(f"{node.output[0]}/axis", np.array([axis], dtype=np.int32))
+    reduced = tuple(d for i, d in enumerate(shape) if i != axis)
+    keep = bool(a.get("keepdims", 1))
+    last = bool(a.get("select_last_index", 0))
+    out = imp.output(node.output[0], identity(len(out_shape)), DType.INT32)
+    target = Tensor(f"{out.name}/reduced", DType.INT32, reduced) if keep else out
+    found = Tensor(f"{out.name}/reversed_index", DType.INT32, reduced) if last else target
+    if last:  # the first of equal values along the reversed axis is the last one: n - 1 - index
+        flipped = Tensor(f"{out.name}/reversed", x.dtype, x.shape)
+        imp.emit("REVERSE_V2", [x, axis_t], [flipped])
+        x = flipped
+    imp.emit(op_type, [x, axis_t], [found], {"output_type": "INT32"})
+    if last:
+        end = constant_tensor(f"{out.name}/last", np.array(shape[axis] - 1, dtype=np.int32))
+        imp.emit("SUB", [end, found], [target], {"fused_activation_function": "NONE"})
+    if keep:
+        new_shape = constant_tensor(f"{out.name}/shape", np.array(out_shape, dtype=np.int32))
+        imp.emit("RESHAPE", [target, new_shape], [out], {"new_shape": list(out_shape)})
+
+
+@converter("Trilu")
+def _trilu(imp: Importer, node: Any) -> None:
+    """The upper or lower triangle of the last two axes: SELECT_V2 against a constant mask."""
+    value = imp.values[node.input[0]]
+    shape = imp.shape(node.input[0])
+    if shape is None or len(shape) < 2:
+        raise UnsupportedFeatureError("Trilu needs a static shape of rank >= 2")
+    k_value = imp.const(node.input[1]) if len(node.input) > 1 and node.input[1] else np.array(0)
+    if k_value is None:
+        raise UnsupportedFeatureError("Trilu whose k is not a constant")
+    k = int(k_value.reshape(-1)[0])
+    rows, cols = np.indices(shape[-2:])
+    keep = cols - rows >= k if attrs(node).get("upper", 1) else cols - rows <= k
+    mask = np.broadcast_to(keep, shape)
+    x = imp.tensor(node.input[0], value.perm)
+    out = imp.output(node.output[0], value.perm)
+    mask_t = constant_tensor(f"{out.name}/mask", np.ascontiguousarray(np.transpose(mask, value.perm)))
+    zero = x.dtype.numpy
+    if zero is None:
+        raise UnsupportedFeatureError(f"Trilu on {x.dtype}")
+    zero_t = constant_tensor(f"{out.name}/zero", np.zeros((), dtype=zero))
+    imp.emit("SELECT_V2", [mask_t, x, zero_t], [out])
+
+
+@converter("Mod")
+def _mod(imp: Importer, node: Any) -> None:
+    """Integer Mod with fmod=0 takes the divisor's sign, as FLOOR_MOD does."""
+    dtypes = [imp.values[name].dtype for name in node.input]
+    if attrs(node).get("fmod", 0) or dtypes[0] is not DType.INT32 or dtypes[1] is not DType.INT32:
+        raise UnsupportedFeatureError(f"Mod on {dtypes[0]} with fmod={attrs(node).get('fmod', 0)}")
+    perm, rank = _result_layout(imp, node)
+    a, b = (_operand(imp, name, perm, rank) for name in node.input)
+    imp.emit("FLOOR_MOD", [a, b], [imp.output(node.output[0], perm)])
