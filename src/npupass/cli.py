@@ -22,6 +22,10 @@ from npupass.errors import NpupassError
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
 ONNX_DEFAULT_PIPELINE = "fold-batch-norm,fuse-activations"
+CALIBRATION_HELP = (
+    "Keras/SavedModel input: a .npy (N samples of the input) or .npz (one array per input name) to quantize a "
+    "float model to full int8 with TensorFlow's converter"
+)
 
 
 def _console() -> Console:
@@ -161,7 +165,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if _same_file(src, out) or src.resolve() == out.resolve():
         raise NpupassError(f"refusing to overwrite the input model {src}; choose another -o path")
     start = time.perf_counter()
-    model = load_model(src, keep_nchw_io=args.keep_nchw_io)
+    model = load_model(src, keep_nchw_io=args.keep_nchw_io, calibration=args.calibration)
     if model.source_format == "onnx" and not args.passes:
         # ONNX batch norms are IR-only ops until folded; a QDQ model is folded into real int8
         quantized = any(op.type in ("QUANTIZE", "DEQUANTIZE") for op in model.main.iter_ops())
@@ -572,6 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--samples", type=_positive, default=3, help="seeded inputs for --verify (default 3)")
     convert.add_argument("--seed", type=int, default=0, help="first seed for --verify (default 0)")
     convert.add_argument("--json", action="store_true", help="print the result as JSON")
+    convert.add_argument("--calibration", metavar="DATA", help=CALIBRATION_HELP)
     convert.add_argument(
         "--preservation",
         action="store_true",
@@ -591,6 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("-o", "--output-dir", default="output", metavar="OUTDIR", help="where to write (default: output)")
     comp.add_argument("--passes", metavar="LIST", help="run these passes instead of the target's default pipeline")
     comp.add_argument("--json", action="store_true", help="print the report as JSON")
+    comp.add_argument("--calibration", metavar="DATA", help=CALIBRATION_HELP)
     vela_group = comp.add_argument_group("Ethos-U (Vela) options")
     vela_group.add_argument("--config", metavar="VELA_INI", help="a Vela configuration file with more system configs")
     vela_group.add_argument("--system-config", metavar="NAME", help="Vela system config (default: Vela's default)")

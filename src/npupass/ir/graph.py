@@ -345,6 +345,8 @@ class Model:
     source_format: str = "tflite"
     buffer_storage: str = "inline"
     """Where the source file kept constant buffers: "inline" (in the flatbuffer) or "external" (after it)."""
+    conversion: dict[str, Any] | None = None
+    """How a Keras/SavedModel input was converted (route, converter version, flags); None for other inputs."""
 
     @property
     def main(self) -> Graph:

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace, target: Target) -> int:
     out_dir = Path(args.output_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise NpupassError(f"output directory {out_dir} is a file")
-    model = load_model(src)
+    model = load_model(src, calibration=args.calibration, integer=True)
     fold_names, legalize_names = split_pipeline(parse_pipeline(args.passes) if args.passes else default_pipeline(model))
     folded = _run(fold_names, model) if fold_names else None
     _refuse_float(model, src)

@@ -141,6 +141,7 @@ def report_json(result: EthosUCompile, source: Path, output: Path) -> dict[str, 
         "input": str(source),
         "output": str(output),
         "target": result.target.name,
+        "conversion": result.model.conversion,
         "vela": {
             "accelerator": result.config.accelerator,
             "system_config": setup.system_config,
@@ -267,7 +268,7 @@ def run(args: argparse.Namespace, target: Target) -> int:
     if args.config and not Path(args.config).is_file():  # Vela itself would print a traceback
         what = "is not a file" if Path(args.config).exists() else "no such Vela configuration file"
         raise NpupassError(f"{args.config}: {what}")
-    model = load_model(source)
+    model = load_model(source, calibration=args.calibration, integer=True)
     with _progress_label(f"compiling for {target.name}") as update:  # a spinner when stderr is a terminal
         tick = None if update is None else (lambda elapsed: update(f"Vela, {elapsed:.1f} s"))
         result = compile_ethos_u(model, target, config, passes=args.passes, tick=tick)

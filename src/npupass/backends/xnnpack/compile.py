@@ -32,7 +32,7 @@ SAMPLES = 3
 def run(args: argparse.Namespace, target: Target) -> int:
     src = Path(args.model)
     out_dir = Path(args.output_dir)
-    model = load_model(src)
+    model = load_model(src, calibration=args.calibration)
     names = parse_pipeline(args.passes or (ONNX_PIPELINE if model.source_format == "onnx" else DEFAULT_PIPELINE))
     options: dict[str, dict[str, Any]] = {}
     if args.fp16:
