@@ -15,6 +15,7 @@ their initial values. Nothing is downloaded. Written into OUT:
   preserving the zeros (``cluster_weights(preserve_sparsity=True)``), then PCQAT
   (``Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True)``).
 * ``float_cnn.keras`` - the CNN, float, and ``calibration.npy``: 8 seeded uniform [-1, 1) inputs (8x32x32x3).
+* ``keras3_float.keras`` - a one-layer float model saved by Keras 3 (which tfmot cannot load).
 * with ``--mobilenet``: ``qat_mobilenet_v2_035/`` - tf-keras MobileNetV2 (alpha 0.35, 96x96, 10 classes,
   ``weights=None``), QAT, as a SavedModel (the benchmark's model).
 
@@ -33,6 +34,7 @@ import io
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"  # before TensorFlow is imported: tfmot needs tf-keras
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -119,6 +121,15 @@ def qat_mobilenet_v2() -> keras.Model:
     return model
 
 
+def keras3_float() -> Any:
+    """A tiny float model saved by Keras 3 (TensorFlow's default Keras), which tfmot cannot read."""
+    import keras as keras3
+
+    keras3.utils.set_random_seed(SEED)
+    inputs = keras3.Input((8,), name="x")
+    return keras3.Model(inputs, keras3.layers.Dense(4)(inputs))
+
+
 def reference_int8(model: keras.Model) -> bytes:
     """The converter's full-int8 conversion of a QAT Keras model, as its documentation shows it."""
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -145,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         (out / "qat_cnn_reference_int8.tflite").write_bytes(reference_int8(model))
         pcqat_cnn().save(out / "pcqat_cnn.keras")
         small_cnn().save(out / "float_cnn.keras")
+        keras3_float().save(out / "keras3_float.keras")
         rng = np.random.default_rng(SEED + 6)
         np.save(out / "calibration.npy", rng.uniform(-1, 1, (CALIBRATION_SAMPLES, *SHAPE)).astype(np.float32))
     if args.mobilenet or args.only_mobilenet:

@@ -24,7 +24,7 @@ from npupass.backends.targets import parse_target
 from npupass.backends.tflite import serialize_tflite
 from npupass.cli import main
 from npupass.frontends import load_model
-from npupass.frontends.keras import keras_format
+from npupass.frontends.keras import keras_format, keras_version
 from npupass.frontends.tflite import read_tflite
 from npupass.ir.graph import Model
 from npupass.ir.types import DType
@@ -185,4 +185,16 @@ def test_calibration_for_a_tflite_model_is_refused(keras_models: Path, capsys: A
     assert code == 2
     assert capsys.readouterr().err == (
         f"npupass: error: {source}: --calibration applies to Keras and SavedModel inputs, not to this model\n"
+    )
+
+
+def test_a_keras_3_file_is_refused_with_what_to_do(keras_models: Path, capsys: Any) -> None:
+    source = keras_models / "keras3_float.keras"
+    version = keras_version(source)
+    assert version.startswith("3.")
+    assert main(["info", str(source)]) == 2
+    assert capsys.readouterr().err == (
+        f"npupass: error: {source}: a Keras {version} (Keras 3) model; npupass reads tf-keras (Keras 2) files, as "
+        "tensorflow-model-optimization makes them: export it as a SavedModel (model.export(DIR)) and give "
+        "npupass that directory\n"
     )

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from npupass.errors import ModelFormatError, NpupassError
+from npupass.ir.graph import Model
 
 INSTALL = 'pip install "npupass[tensorflow]"'
 REQUIRED_MODULES = ("tensorflow", "tf_keras", "tensorflow_model_optimization")
@@ -65,6 +66,16 @@ def keras_format(path: Path) -> str | None:
     return None
 
 
+def keras_version(path: Path) -> str:
+    """The Keras version that saved a .keras file ("" when its metadata does not say)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            meta = json.loads(z.read("metadata.json"))
+        return str(meta.get("keras_version", "")) if isinstance(meta, dict) else ""
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return ""
+
+
 def missing_tensorflow() -> list[str]:
     """The modules of the `tensorflow` extra that cannot be imported (without importing them)."""
     missing = []
@@ -78,7 +89,7 @@ def missing_tensorflow() -> list[str]:
     return missing
 
 
-def load_keras(path: Path, fmt: str, calibration: str | os.PathLike[str] | None = None, integer: bool = False) -> Any:
+def load_keras(path: Path, fmt: str, calibration: str | os.PathLike[str] | None = None, integer: bool = False) -> Model:
     """Convert the Keras/SavedModel model at `path` with TensorFlow and read the result into the IR.
 
     `calibration`: a .npy/.npz of representative inputs, for a float model (full-int8 post-training
@@ -95,6 +106,13 @@ def load_keras(path: Path, fmt: str, calibration: str | os.PathLike[str] | None 
         )
     if calibration is not None and not Path(calibration).is_file():
         raise NpupassError(f"{calibration}: no such calibration file")
+    version = keras_version(path) if fmt == "keras" else ""
+    if version.startswith("3"):
+        raise ModelFormatError(
+            f"{path}: a Keras {version} (Keras 3) model; npupass reads tf-keras (Keras 2) files, as "
+            "tensorflow-model-optimization makes them: export it as a SavedModel (model.export(DIR)) and give "
+            "npupass that directory"
+        )
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="npupass-keras-") as tmp:
         request: dict[str, Any] = {
@@ -193,14 +211,6 @@ def _load_keras_file(path: str, fmt: str) -> tuple[Any, dict[str, Any]]:
     import tf_keras
 
     if fmt == "keras":
-        with zipfile.ZipFile(path) as z:
-            meta = json.loads(z.read("metadata.json")) if "metadata.json" in z.namelist() else {}
-        version = str(meta.get("keras_version", ""))
-        if version.startswith("3"):
-            raise _RefusalError(
-                f"a Keras {version} (Keras 3) model; tensorflow-model-optimization works with tf-keras (Keras 2) "
-                "models only: export it as a SavedModel (model.export(DIR)) and give npupass that directory"
-            )
         _align_saved_variables()
     info: dict[str, Any] = {}
     scopes = (
