@@ -114,10 +114,11 @@ def test_pcqat_model_keeps_its_zeros_and_clusters(keras_models: Path) -> None:
 
 def test_float_model_with_calibration_compiles(keras_models: Path, tmp_path: Path, capsys: Any) -> None:
     source, data = keras_models / "float_cnn.keras", keras_models / "calibration.npy"
-    code = main(["compile", str(source), "--target", TARGET, "-o", str(tmp_path), "--calibration", str(data), "--json"])
+    code = main(["compile", str(source), "--target", TARGET, "-o", str(tmp_path), "--calibration", str(data)])
     out = capsys.readouterr()
     assert code == 0, out.err
-    report = json.loads(out.out)
+    assert "route ptq, calibrated on 8 samples of calibration.npy" in out.out  # the route, in the printed report
+    report = json.loads((tmp_path / "report.json").read_text())
     assert report["ops"]["cpu"] == 0
     conversion = report["conversion"]
     assert conversion["route"] == "ptq"

@@ -151,6 +151,17 @@ def load_keras(path: Path, fmt: str, calibration: str | os.PathLike[str] | None 
     return model
 
 
+def describe_conversion(conversion: dict[str, Any]) -> str:
+    """One line for reports: where the model came from and which route the converter took."""
+    versions = ", ".join(f"{k} {v}" for k, v in conversion["converter"].items())
+    source = FORMATS[conversion["from"]]
+    line = f"converted from a {source} by TFLiteConverter ({versions}): route {conversion['route']}"
+    calibration = conversion.get("calibration")
+    if calibration and calibration.get("samples"):
+        line += f", calibrated on {calibration['samples']} samples of {calibration['file']}"
+    return f"{line} ({conversion['note']})"
+
+
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["TF_USE_LEGACY_KERAS"] = "1"  # tfmot works with tf-keras (Keras 2) only

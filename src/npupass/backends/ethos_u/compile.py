@@ -14,6 +14,7 @@ from npupass.backends.ethos_u.capabilities import npu_reasons
 from npupass.backends.ethos_u.vela import VelaConfig, VelaResult, compile_vela, inference_seconds, vela_setup
 from npupass.backends.targets import Target
 from npupass.errors import NpupassError
+from npupass.frontends.keras import describe_conversion
 from npupass.ir.graph import Graph, Model, Op
 from npupass.passes import PassManager, PipelineResult
 from npupass.passes.manager import has_fake_quant, label, op_name, parse_pipeline
@@ -195,6 +196,8 @@ def render(report: dict[str, Any], console: Any) -> None:
         f"[bold]{report['target']}[/bold] ({v['system_config']}, {v['memory_mode']}, "
         f"{v['core_clock_hz'] / 1e6:.0f} MHz, optimise {v['optimise']})"
     )
+    if report.get("conversion"):  # a Keras/SavedModel input: say how TensorFlow converted it
+        console.print(describe_conversion(report["conversion"]))
     console.print(
         f"TFLite ops: {ops['total']}, on the NPU {ops['npu']}, on the CPU {ops['cpu']}; "
         f"NPU partitions: {ops['npu_partitions']}"
