@@ -11,6 +11,8 @@ their initial values. Nothing is downloaded. Written into OUT:
 * ``qat_cnn_reference_int8.tflite`` - the TF converter's own full-int8 conversion of that QAT model
   (``from_keras_model``, ``Optimize.DEFAULT``, int8 input and output; a QAT model needs no representative
   dataset): what a user gets by hand.
+* ``qat_reshape/`` - a QAT Conv2D -> Reshape -> Dense model as a SavedModel; its Reshape layer reads the
+  batch size with tf.shape, so converted as saved (batch unknown) it would keep a SHAPE op.
 * ``pcqat_cnn.keras`` - the same CNN pruned to 50% (``prune_low_magnitude``), clustered to 8 clusters
   preserving the zeros (``cluster_weights(preserve_sparsity=True)``), then PCQAT
   (``Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True)``).
@@ -93,6 +95,18 @@ def qat_cnn() -> keras.Model:
     return model
 
 
+def qat_reshape() -> keras.Model:
+    """A QAT model whose Reshape layer reads the batch size (tf.shape): saved as is, a SHAPE op would remain."""
+    fresh()
+    layers = keras.layers
+    inputs = keras.Input((16, 16, 3), name="image")
+    x = layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")(inputs)
+    x = layers.Reshape((8 * 8 * 4,))(x)
+    model = tfmot.quantization.keras.quantize_model(keras.Model(inputs, layers.Dense(CLASSES)(x)))
+    train(model, SEED + 7)
+    return model
+
+
 def pcqat_cnn() -> keras.Model:
     sparsity, clustering, quantization = tfmot.sparsity.keras, tfmot.clustering.keras, tfmot.quantization.keras
     schedule = sparsity.ConstantSparsity(SPARSITY, begin_step=0, frequency=1)
@@ -154,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         model.save(out / "qat_cnn.keras")
         model.save(out / "qat_cnn.h5")
         (out / "qat_cnn_reference_int8.tflite").write_bytes(reference_int8(model))
+        qat_reshape().save(out / "qat_reshape")
         pcqat_cnn().save(out / "pcqat_cnn.keras")
         small_cnn().save(out / "float_cnn.keras")
         keras3_float().save(out / "keras3_float.keras")

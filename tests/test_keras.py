@@ -79,6 +79,16 @@ def test_qat_model_compiles_to_the_converters_own_int8_model(keras_models: Path,
         assert np.array_equal(theirs, mine)
 
 
+def test_unknown_batch_size_that_leaves_shape_arithmetic_is_fixed_to_1(keras_models: Path) -> None:
+    """Converted as saved, the Reshape layer's tf.shape(x)[0] stays a SHAPE op; npupass re-exports at batch 1."""
+    model = load_model(keras_models / "qat_reshape", integer=True)
+    assert model.conversion is not None and model.conversion["reexported_at_batch_1"] is True
+    assert "SHAPE" not in _counts(model)
+    result = _compile(model)
+    assert result.vela.cpu_ops == set()
+    assert _counts(result.model) == Counter({"CONV_2D": 1, "RESHAPE": 1, "FULLY_CONNECTED": 1})
+
+
 def test_compile_cli_reports_the_conversion(keras_models: Path, tmp_path: Path, capsys: Any) -> None:
     source = keras_models / "qat_cnn"
     code = main(["compile", str(source), "--target", TARGET, "-o", str(tmp_path), "--json"])
@@ -88,6 +98,7 @@ def test_compile_cli_reports_the_conversion(keras_models: Path, tmp_path: Path, 
     assert report["ops"]["cpu"] == 0 and report["ops"]["npu"] == report["ops"]["total"] > 0
     conversion = report["conversion"]
     assert conversion["route"] == "qat" and conversion["from"] == "savedmodel"
+    assert conversion["reexported_at_batch_1"] is False  # only the batch size was unknown: converted as saved
     assert conversion["converter"]["tensorflow"].startswith("2.")
     assert json.loads((tmp_path / "report.json").read_text()) == report
     assert (tmp_path / "qat_cnn_vela.tflite").stat().st_size > 0

@@ -42,6 +42,9 @@ INSTALL = 'pip install "npupass[tensorflow]"'
 REQUIRED_MODULES = ("tensorflow", "tf_keras", "tensorflow_model_optimization")
 FORMATS = {"savedmodel": "SavedModel", "keras": ".keras model", "h5": "HDF5 (.h5) Keras model"}
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+QAT_NOTE = (
+    "fake quantization kept (no optimizations, no representative dataset); fold-fake-quant deploys the trained scales"
+)
 FAKE_QUANT_OPS = ("FakeQuantWithMinMaxVars", "FakeQuantWithMinMaxVarsPerChannel", "FakeQuantWithMinMaxArgs")
 
 
@@ -372,6 +375,9 @@ def _convert(request: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
     path, fmt = request["path"], request["format"]
     record: dict[str, Any] = {"from": fmt, "converter": {"tensorflow": tf.__version__}}
     if fmt == "savedmodel":
+        direct = _convert_qat_saved_model(tf, path, record)
+        if direct is not None:
+            return direct, record
         try:
             loaded = tf.saved_model.load(path)
         except Exception as exc:
@@ -403,14 +409,12 @@ def _convert(request: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
     # A SavedModel of our own with the batch-1 signature: the converter then sees exactly that function.
     saved = str(Path(request["scratch"]) / "batch1")
     tf.saved_model.save(root, saved, signatures={"serving_default": concrete})
+    record["reexported_at_batch_1"] = True
     converter = tf.lite.TFLiteConverter.from_saved_model(saved)
     calibration = request["calibration"]
     if fake_quant:
         record["route"] = "qat"
-        record["note"] = (
-            "fake quantization kept (no optimizations, no representative dataset); "
-            "fold-fake-quant deploys the trained scales"
-        )
+        record["note"] = QAT_NOTE
         if calibration is not None:
             record["calibration"] = {"file": Path(calibration).name, "used": False}
     elif calibration is not None:
@@ -439,6 +443,54 @@ def _convert(request: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
         except Exception as exc:
             raise _RefusalError(f"TensorFlow's converter failed ({_first_line(exc)})") from None
     return data, record
+
+
+def _convert_qat_saved_model(tf: Any, path: str, record: dict[str, Any]) -> bytes | None:
+    """A QAT SavedModel whose inputs are static but for the batch: converted as saved, with no re-export.
+
+    Loading and re-exporting a SavedModel at batch size 1 costs as much as converting it (MobileNetV2 QAT);
+    it is only needed when the unknown batch size leaves shape arithmetic (a SHAPE op) in the model. The
+    signature and the fake-quant ops are read from saved_model.pb without loading the model. Returns None
+    when the general path has to run.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    from npupass.frontends.tflite import read_tflite
+
+    saved = saved_model_pb2.SavedModel()
+    try:
+        saved.ParseFromString((Path(path) / "saved_model.pb").read_bytes())
+    except Exception:
+        return None  # a .pbtxt, or a broken file: the general path loads it or names what is wrong
+    if len(saved.meta_graphs) != 1 or "serving_default" not in saved.meta_graphs[0].signature_def:
+        return None
+    meta = saved.meta_graphs[0]
+    graph = meta.graph_def
+    nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+    fake_quant = sum(n.op in FAKE_QUANT_OPS for n in nodes)
+    inputs = meta.signature_def["serving_default"].inputs
+    shapes = {name: [d.size for d in info.tensor_shape.dim] for name, info in inputs.items()}
+    if not fake_quant or any(info.tensor_shape.unknown_rank for info in inputs.values()):
+        return None
+    if any(not dims or any(d < 0 for d in dims[1:]) for dims in shapes.values()):
+        return None
+    converter = tf.lite.TFLiteConverter.from_saved_model(path, signature_keys=["serving_default"])
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            data = bytes(converter.convert())
+        except Exception:
+            return None
+    if any(op.type == "SHAPE" for g in read_tflite(data).subgraphs for op in g.iter_ops()):
+        return None
+    record |= {
+        "fake_quant_ops": fake_quant,
+        "inputs": {name: [1 if d < 0 else d for d in dims] for name, dims in shapes.items()},
+        "route": "qat",
+        "note": QAT_NOTE,
+        "flags": _flags(tf, converter),
+        "reexported_at_batch_1": False,
+    }
+    return data
 
 
 def _first_line(exc: BaseException) -> str:
