@@ -406,12 +406,19 @@ def _convert(request: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
     record["fake_quant_ops"] = fake_quant
     specs = list(concrete.structured_input_signature[0])
     record["inputs"] = {s.name: [int(d) for d in s.shape] for s in specs}
+    calibration = request["calibration"]
+    if not fake_quant and calibration is None and request["integer"]:
+        raise _RefusalError(
+            "a float model (no tfmot fake quantization) and the NPU computes in int8: give --calibration "
+            "data.npy|.npz (N representative inputs) for full-integer post-training quantization, or train it "
+            "with tfmot quantization-aware training",
+            kind="float",
+        )
     # A SavedModel of our own with the batch-1 signature: the converter then sees exactly that function.
     saved = str(Path(request["scratch"]) / "batch1")
     tf.saved_model.save(root, saved, signatures={"serving_default": concrete})
     record["reexported_at_batch_1"] = True
     converter = tf.lite.TFLiteConverter.from_saved_model(saved)
-    calibration = request["calibration"]
     if fake_quant:
         record["route"] = "qat"
         record["note"] = QAT_NOTE
@@ -426,13 +433,6 @@ def _convert(request: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
         converter.inference_output_type = tf.int8
         record["route"] = "ptq"
         record["note"] = "float model: full-integer post-training quantization by the converter"
-    elif request["integer"]:
-        raise _RefusalError(
-            "a float model (no tfmot fake quantization) and the NPU computes in int8: give --calibration "
-            "data.npy|.npz (N representative inputs) for full-integer post-training quantization, or train it "
-            "with tfmot quantization-aware training",
-            kind="float",
-        )
     else:
         record["route"] = "float"
         record["note"] = "float model, converted as float (no calibration data)"
