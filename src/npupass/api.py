@@ -26,11 +26,19 @@ from npupass.verify import Comparison, Tolerance
 ModelSource = Model | str | os.PathLike[str]
 
 
-def load(path: str | os.PathLike[str], *, keep_nchw_io: bool = False) -> Model:
-    """Read a TFLite or ONNX model (recognised by its content) into the IR."""
+def load(
+    path: str | os.PathLike[str],
+    *,
+    keep_nchw_io: bool = False,
+    calibration: str | os.PathLike[str] | None = None,
+    integer: bool = False,
+) -> Model:
+    """Read a model into the IR: TFLite or ONNX (recognised by content), or a Keras model (SavedModel folder,
+    .keras, .h5) converted by TensorFlow's converter; `calibration` (.npy/.npz) quantizes a float Keras model
+    to full int8, and `integer` refuses a float Keras model without it."""
     from npupass.frontends import load_model
 
-    return load_model(path, keep_nchw_io=keep_nchw_io)
+    return load_model(path, keep_nchw_io=keep_nchw_io, calibration=calibration, integer=integer)
 
 
 def targets() -> list[tuple[str, str]]:
@@ -64,11 +72,13 @@ def compile(
     options: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
     in_place: bool = False,
+    calibration: str | os.PathLike[str] | None = None,
 ) -> CompileResult:
     """Compile a model (a path, or a Model, left untouched unless `in_place`) for `target` (see `targets()`).
 
     `passes` replaces the target's default pipeline; `options` are the target's options by name
-    (e.g. {"system_config": "Ethos_U55_High_End_Embedded"}). Returns the report and the files, unwritten.
+    (e.g. {"system_config": "Ethos_U55_High_End_Embedded"}); `calibration` quantizes a float Keras model.
+    Returns the report and the files, unwritten.
     """
     backend, parsed = find_target(target)
     known = {o.name: o for o in backend.options}
@@ -79,7 +89,11 @@ def compile(
         raise NpupassError(f"target {parsed.name} has no option '{unknown[0]}' (its options: {valid})")
     values = {name: given.get(name, o.default) for name, o in known.items()}
     names = _names(passes)  # an unknown pass fails before the model is read
-    return backend.compile(_model(model, in_place), parsed, values, names, progress)
+    if isinstance(model, Model):
+        ir = model if in_place else copy.deepcopy(model)
+    else:
+        ir = load(model, calibration=calibration, integer=backend.needs.integer)
+    return backend.compile(ir, parsed, values, names, progress)
 
 
 @dataclass

@@ -21,6 +21,11 @@ from npupass.cli.commands import (
 )
 from npupass.errors import NpupassError
 
+CALIBRATION_HELP = (
+    "Keras/SavedModel input: a .npy (N samples of the input) or .npz (one array per input name) to quantize a "
+    "float model to full int8 with TensorFlow's converter"
+)
+
 
 def _target_families() -> str:
     from npupass.backends.base import _families
@@ -121,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--samples", type=_positive, default=3, help="seeded inputs for --verify (default 3)")
     convert.add_argument("--seed", type=int, default=0, help="first seed for --verify (default 0)")
     convert.add_argument("--json", action="store_true", help="print the result as JSON")
+    convert.add_argument("--calibration", metavar="DATA", help=CALIBRATION_HELP)
     convert.add_argument(
         "--preservation",
         action="store_true",
@@ -139,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("-o", "--output-dir", default="output", metavar="OUTDIR", help="where to write (default: output)")
     comp.add_argument("--passes", metavar="LIST", help="run these passes instead of the target's default pipeline")
     comp.add_argument("--json", action="store_true", help="print the report as JSON")
+    comp.add_argument("--calibration", metavar="DATA", help=CALIBRATION_HELP)
     _add_backend_options(comp)
     comp.set_defaults(func=cmd_compile)
 

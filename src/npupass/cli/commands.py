@@ -57,7 +57,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     src, out = Path(args.model), Path(args.output)
     if _same_file(src, out) or src.resolve() == out.resolve():
         raise NpupassError(f"refusing to overwrite the input model {src}; choose another -o path")
-    model = npupass.load(src, keep_nchw_io=args.keep_nchw_io)
+    model = npupass.load(src, keep_nchw_io=args.keep_nchw_io, calibration=args.calibration)
     passes = args.passes or ",".join(npupass.default_pipeline(model))
     if (args.explain or args.io or args.preservation) and not passes:
         flag = "--explain" if args.explain else "--io" if args.io else "--preservation"
@@ -315,7 +315,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
         raise NpupassError(f"{outdir}: exists and is not a directory")
     options = {o.name: getattr(args, o.name) for o in backend.options}
     with spinner(f"compiling for {target.name}") as update:
-        result = npupass.compile(args.model, target.name, passes=args.passes, options=options, progress=update)
+        result = npupass.compile(
+            args.model,
+            target.name,
+            passes=args.passes,
+            options=options,
+            progress=update,
+            calibration=args.calibration,
+        )
     result.write(outdir)
     if args.json:
         print_json(result.report.to_dict())

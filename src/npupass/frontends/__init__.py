@@ -10,12 +10,30 @@ from npupass.frontends.tflite import read_tflite
 from npupass.ir.graph import Model
 
 
-def load_model(path: str | os.PathLike[str], keep_nchw_io: bool = False) -> Model:
-    """Read a model file, recognised by its content: TFLite by its 'TFL3' identifier, ONNX by its protobuf
-    framing (or its .onnx suffix, which gets ONNX's own error for a damaged file)."""
+def load_model(
+    path: str | os.PathLike[str],
+    keep_nchw_io: bool = False,
+    calibration: str | os.PathLike[str] | None = None,
+    integer: bool = False,
+) -> Model:
+    """Read a model, recognised by its content: TFLite by its 'TFL3' identifier, ONNX by its protobuf
+    framing (or its .onnx suffix, which gets ONNX's own error for a damaged file).
+
+    A SavedModel directory, a .keras or a .h5 file goes through TensorFlow's converter (frontends.keras):
+    `calibration` (.npy/.npz) quantizes a float model; `integer` refuses a float model without it.
+    """
+    from npupass.frontends.keras import keras_format, load_keras
+
     p = Path(path)
     if not p.exists():
         raise ModelFormatError(f"{p}: no such file")
+    fmt = keras_format(p)
+    if fmt is not None:
+        model = load_keras(p, fmt, calibration, integer)
+        model.source_path = str(p)
+        return model
+    if calibration is not None:
+        raise ModelFormatError(f"{p}: --calibration applies to Keras and SavedModel inputs, not to this model")
     if p.is_dir():
         raise ModelFormatError(f"{p}: is a directory, not a model file")
     with open(p, "rb") as f:

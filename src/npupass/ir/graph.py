@@ -551,6 +551,8 @@ class Model:
     """Rank-1 per-channel tensors whose file said a quantized axis past their rank (a bias that kept its
     4-D weight's axis 3): (tensor, its quantization as read, now along axis 0, the file's axis). The
     writer writes the file's axis back while the tensor keeps that quantization."""
+    conversion: dict[str, Any] | None = None
+    """How a Keras/SavedModel input was converted (route, converter version, flags); None for other inputs."""
 
     @property
     def main(self) -> Graph:

@@ -66,6 +66,10 @@ def _layout(model: Model) -> dict[str, list[list[int]]] | None:
 def _reference(model: Model, path: str | os.PathLike[str], delegates: str) -> LiteRTModel | OnnxRuntimeModel:
     if model.source_format == "onnx":
         return OnnxRuntimeModel(path)
+    if model.conversion is not None:  # a Keras/SavedModel input: TensorFlow's converter made this model
+        from npupass.backends.tflite import serialize_tflite
+
+        return LiteRTModel(serialize_tflite(model), delegates)
     return LiteRTModel(Path(path).read_bytes(), delegates)
 
 

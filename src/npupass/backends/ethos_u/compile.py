@@ -138,6 +138,7 @@ def report_json(result: EthosUCompile, source: str, output: str) -> dict[str, An
         "input": source,
         "output": output,
         "target": result.target.name,
+        "conversion": result.model.conversion,
         "vela": {
             "accelerator": result.config.accelerator,
             "system_config": setup.system_config,
@@ -191,6 +192,8 @@ def render(report: dict[str, Any], console: Any) -> None:
         f"[bold]{report['target']}[/bold] ({v['system_config']}, {v['memory_mode']}, "
         f"{v['core_clock_hz'] / 1e6:.0f} MHz, optimise {v['optimise']})"
     )
+    if report.get("conversion"):  # a Keras/SavedModel input: say how TensorFlow converted it
+        console.print(report["conversion"]["summary"])
     console.print(
         f"TFLite ops: {ops['total']}, on the NPU {ops['npu']}, on the CPU {ops['cpu']}; "
         f"NPU partitions: {ops['npu_partitions']}"
