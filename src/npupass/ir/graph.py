@@ -381,8 +381,9 @@ class Graph:
 
     def drop_unused(self, *tensors: Tensor) -> None:
         """Remove those of `tensors` that no op touches and that are not graph inputs or outputs."""
+        pred, succ = self.nx._pred, self.nx._succ
         for t in tensors:
-            if t in self.nx and self.nx.degree(t) == 0 and t not in self.inputs and not self.is_graph_output(t):
+            if t in pred and not pred[t] and not succ[t] and t not in self.inputs and not self.is_graph_output(t):
                 self._remove_node(t)
 
     def replace_uses(self, old: Tensor, new: Tensor) -> None:
