@@ -8,6 +8,12 @@ again and every activation split off (as the tests do) show fold-batch-norm and 
 doing real work (fold-fake-quant does its work on the synthetic fake-quant graph).
 
     python bench/passes_bench.py [--repeats 5] [--vela-repeats 3] [--json]
+    python bench/passes_bench.py --synthetic   # the rewrite engine's figures only (no Vela, no TF)
+
+--synthetic prints, on the synthetic fake-quant graphs: ir.check on 10,000 ops (target <= 0.1 s),
+the first and a cached read of graph.ops, the pipeline (checks included) on 1,000 and 10,000 ops
+(target <= 1.0 s) and their ratio (target <= 12), and how long a plain 1M-iteration Python loop
+takes in the same run (about 0.03 s on an idle modern core), to tell a slow machine from slow code.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from rewrites import unfold, unfuse, weighted_ops
 from synthetic import synthetic_model
 
 from npupass.frontends.tflite import read_tflite
+from npupass.ir import check
 from npupass.ir.graph import Model
 from npupass.passes import DEFAULT_PIPELINE, PassManager
 
@@ -60,12 +67,57 @@ def with_work(path: Path) -> Model:
     return model
 
 
+def _median_seconds(fn: Any, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _loop() -> None:
+    total = 0
+    for i in range(1_000_000):
+        total += i
+
+
+def synthetic_figures(repeats: int) -> dict[str, float]:
+    """The rewrite engine's scaling figures (see the module docstring)."""
+    graph = synthetic_model(10_000, fake_quant=True).main
+
+    def first_read() -> None:
+        graph.invalidate()
+        _ = graph.ops
+
+    figures = {
+        "python_loop_1M_s": _median_seconds(_loop, repeats),
+        "check_10k_s": _median_seconds(lambda: check(graph), repeats),
+        "ops_first_read_10k_s": _median_seconds(first_read, repeats),
+        "ops_cached_read_10k_s": _median_seconds(lambda: graph.ops, repeats),
+    }
+    for n in (1_000, 10_000):
+        times, _ = time_passes(lambda n=n: synthetic_model(n, fake_quant=True), repeats)
+        figures[f"pipeline_{n // 1000}k_s"] = statistics.median(times)
+    figures["ratio_10k_1k"] = figures["pipeline_10k_s"] / figures["pipeline_1k_s"]
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--vela-repeats", type=int, default=3)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--synthetic", action="store_true", help="only the synthetic-graph figures")
     args = parser.parse_args()
+    if args.synthetic:
+        figures = synthetic_figures(args.repeats)
+        if args.json:
+            print(json.dumps(figures, indent=2))
+        else:
+            for key, value in figures.items():
+                print(f"{key:24s} {value:.4f}")
+        return
 
     from vela_timing import vela_compile_seconds
 
