@@ -339,3 +339,14 @@ def test_concatenation_of_one_tensor_three_times_gets_unique_names() -> None:
     assert len(names) == len(set(names))
     assert fc in g.nx
     _within_one_step(reference, model)
+
+
+def test_weight_folds_leave_provenance_on_the_ops_that_read_the_weights() -> None:
+    model = load("qat_cnn_fq")
+    run_passes(model, "fold-fake-quant")
+    g = model.main
+    weighted = [op for op in g.ops if op.type in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+    assert weighted
+    for op in weighted:
+        assert "fold-fake-quant/weight-fake-quant" in op.provenance["rules"], op
+        assert any(name.startswith("QUANTIZE") for name in op.provenance["from"]), op.provenance
