@@ -446,6 +446,7 @@ class Graph:
         anchor = place if place is not None else old[-1]
         position, name = self.position(anchor), anchor.name
         touched = [t for op in old for t in (*self.inputs_of(op), *self.outputs_of(op)) if t is not None]
+        kept = {op: self.intermediates_of(op) for op, _, _ in new if op in old_set}  # an old op kept keeps them
         for op in old:
             self.remove_op(op)
         for t, replacement in rewire.items():
@@ -459,7 +460,7 @@ class Graph:
         for op, inputs, outputs in new:
             if not op.name and op is new[-1][0]:
                 op.name = name
-            self.add_op(op, inputs, outputs, place=position)
+            self.add_op(op, inputs, outputs, kept.get(op, ()), place=position)
         return None
 
     def remove_dead(self, keep: Iterable[Op] = ()) -> int:

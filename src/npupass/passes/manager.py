@@ -7,9 +7,11 @@ is pattern (`match`) + guard (`check`, which returns the reason it declines) + `
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -368,6 +370,10 @@ class PassManager:
         verify: bool | Verifier = False,
         progress: Callable[[str], None] | None = None,
     ) -> PipelineResult:
+        with _frozen_heap():
+            return self._run(model, verify, progress)
+
+    def _run(self, model: Model, verify: bool | Verifier, progress: Callable[[str], None] | None) -> PipelineResult:
         verifier = _verifier(verify)
         if verifier is not None:
             verifier.start(model)
@@ -426,6 +432,21 @@ class PassManager:
             violation = PROPERTIES[prop](model)
             if violation is not None:
                 raise PipelineError(f"pass {p.name} did not establish {prop}: {violation}")
+
+
+@contextlib.contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """Keep what exists before the run (the model, mostly) out of the cyclic GC's scans while the
+    passes run: otherwise every full collection walks the whole IR again, which made the pipeline
+    superlinear (on the 10,000-op synthetic graph, 16% of its CPU time; t(10k)/t(1k) 13.7 -> 11.6)."""
+    if gc.get_freeze_count():  # the caller froze the heap already
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _check_structure(p: Pass, model: Model) -> None:
