@@ -265,3 +265,29 @@ def test_a_rewrite_pass_that_never_settles_stops_after_its_sweep_cap() -> None:
     g.inputs, g.outputs = [x], [y]
     with pytest.raises(PipelineError, match="pass flip was still rewriting graph 'main' after 3 sweeps"):
         FlipPass().run_on_graph(g, Context("flip"))
+
+
+class SilentBreak(RewritePass):
+    """Rewires an ADD to read its own output and reports nothing: the structure check still runs."""
+
+    name = "silent-break"
+    summary = "test pass"
+
+    def run_on_graph(self, graph: Graph, ctx: Context) -> None:
+        add = next(op for op in graph.ops if op.type == "ADD")
+        graph.set_input(add, 1, graph.outputs_of(add)[0])
+
+
+def test_a_pass_that_changes_structure_without_reporting_it_is_still_checked() -> None:
+    from npupass.passes.manager import PASSES
+
+    g = Graph("main")
+    x, y = act("x"), act("y")
+    g.add_op(arith("ADD"), [x, new_constant("one", np.ones(3))], [y])
+    g.inputs, g.outputs = [x], [y]
+    PASSES["silent-break"] = SilentBreak
+    try:
+        with pytest.raises(PipelineError, match="pass silent-break left graph 'main' malformed: cycle through ADD"):
+            run_passes(Model([g]), "silent-break")
+    finally:
+        del PASSES["silent-break"]
