@@ -3,10 +3,14 @@ unique included) and LiteRT computes the same outputs before and after."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from rewrites import MODELS
 
 from npupass.backends.tflite import serialize_tflite
+from npupass.frontends import load_model
 from npupass.ir import DType, Graph, Model, Op, Tensor, check
 from npupass.passes import run_passes
 from npupass.passes.pattern import new_constant
@@ -115,3 +119,12 @@ def test_the_random_graphs_exercise_every_pass() -> None:
         for name in PASSES:
             fired[name] += sum(run_passes(random_graph(seed), name).passes[0].rewrites.values())
     assert all(count > 0 for count in fired.values()), fired
+
+
+@pytest.mark.parametrize("path", sorted(MODELS.glob("*.tflite")), ids=lambda p: p.stem)
+def test_converter_made_models_have_nothing_to_fold_or_clean_up(path: Path) -> None:
+    """What the TF converter writes is already folded and clean: constant-fold and cleanup find
+    nothing to do (and the structure checks after them pass)."""
+    model = load_model(path)
+    result = run_passes(model, "constant-fold,cleanup")
+    assert not result.changed, [dict(p.rewrites) for p in result.passes]
