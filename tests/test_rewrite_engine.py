@@ -291,3 +291,123 @@ def test_a_pass_that_changes_structure_without_reporting_it_is_still_checked() -
             run_passes(Model([g]), "silent-break")
     finally:
         del PASSES["silent-break"]
+
+
+# --- more decline branches, one graph each ----------------------------------------------------------------
+Q8 = Quantization(np.array([0.05], np.float32), np.array([0]))
+
+
+def conv_graph(
+    after: str | None,
+    constant: np.ndarray,
+    weight: np.ndarray | None = None,
+    weight_dtype: DType = DType.FLOAT32,
+    activation: str = "NONE",
+) -> Graph:
+    """x -> CONV_2D (1x1, 3 channels) -> conv -> AFTER(conv, k) -> y, or an activation AFTER(conv)."""
+    g = Graph("main")
+    x, c, y = act("x"), act("conv"), act("y")
+    w = new_constant("w", np.ones((3, 1, 1, 3)) if weight is None else weight, weight_dtype)
+    options = {"padding": "VALID", "stride_w": 1, "stride_h": 1, "fused_activation_function": activation}
+    g.add_op(Op("CONV_2D", options, "Conv2DOptions"), [x, w, new_constant("b", np.zeros(3))], [c])
+    if after in ("RELU", "RELU6"):
+        g.add_op(Op(after), [c], [y])
+    elif after is not None:
+        g.add_op(arith(after), [c, new_constant("k", constant)], [y])
+    g.inputs, g.outputs = [x], [y]
+    return g
+
+
+def affine_graph(dtype: DType = DType.FLOAT32, mul_activation: str = "NONE", scale: np.ndarray | None = None) -> Graph:
+    """x -> MUL(s) -> m -> ADD(d) -> y with no op before to fold into (affine-to-depthwise's case)."""
+    g = Graph("main")
+    x, m, y = act("x", dtype), act("m", dtype), act("y", dtype)
+    g.add_op(
+        arith("MUL", fused_activation_function=mul_activation),
+        [x, new_constant("s", np.full(3, 2.0) if scale is None else scale)],
+        [m],
+    )
+    g.add_op(arith("ADD"), [m, new_constant("d", np.ones(3))], [y])
+    g.inputs, g.outputs = [x], [y]
+    return g
+
+
+@pytest.mark.parametrize(
+    ("graph", "message"),
+    [
+        (
+            lambda: conv_graph("MUL", np.full(3, 2.0), activation="RELU"),
+            "MUL 'y' not folded into CONV_2D 'conv': CONV_2D has fused RELU, which does not commute with the MUL",
+        ),
+        (
+            lambda: conv_graph("MUL", np.full(3, 2.0), weight=np.full((3, 1, 1, 3), np.inf)),
+            "MUL 'y' not folded into CONV_2D 'conv': weight 'w' has non-finite values",
+        ),
+        (
+            lambda: conv_graph("MUL", np.full(3, 2.0), weight_dtype=DType.FLOAT16),
+            "MUL 'y' not folded into CONV_2D 'conv': weight 'w' is FLOAT16, not FLOAT32",
+        ),
+        (
+            lambda: conv_graph("ADD", np.ones(2)),
+            "ADD 'y' not folded into CONV_2D 'conv': constant 'k' is not one value per output channel",
+        ),
+        (
+            lambda: affine_graph(mul_activation="RELU"),
+            "MUL 'm' not lowered with ADD 'y': MUL has fused RELU",
+        ),
+        (lambda: affine_graph(DType.FLOAT16), "MUL 'm' not lowered with ADD 'y': FLOAT16 MUL + ADD kept"),
+        (
+            lambda: affine_graph(scale=np.arange(12, dtype=np.float32).reshape(SHAPE)),
+            "MUL 'm' not lowered with ADD 'y': the MUL constant is not one value per channel",
+        ),
+    ],
+)
+def test_fold_batch_norm_declines(graph: Any, message: str) -> None:
+    assert declines(model_of(graph()), "fold-batch-norm") == [message]
+
+
+def test_affine_to_depthwise_declines_int8_on_one_side_only() -> None:
+    g = affine_graph()
+    g.inputs[0].dtype, g.inputs[0].quant = DType.INT8, Q8
+    assert rule_declines(g, FoldBatchNorm()) == [
+        "MUL 'm' not lowered with ADD 'y': only float or per-tensor int8 MUL + ADD become a depthwise conv"
+    ]
+
+
+def test_fuse_activation_declines_a_producer_with_an_activation_already() -> None:
+    g = conv_graph("RELU", np.ones(1), activation="RELU6")
+    assert declines(model_of(g), "fuse-activations") == [
+        "CONV_2D 'conv' not fused with RELU 'y': CONV_2D already has fused RELU6"
+    ]
+
+
+def test_clamp_to_relu_declines_a_requantizing_clamp() -> None:
+    g = Graph("main")
+    x, y = act("x", DType.INT8, Q8), act("y", DType.INT8, Quantization(np.array([0.1], np.float32), np.array([0])))
+    zero = new_constant("zero", np.array([0]), DType.INT8, Q8)
+    g.add_op(Op("MAXIMUM", {}, "MaximumMinimumOptions"), [x, zero], [y])
+    g.inputs, g.outputs = [x], [y]
+    assert declines(model_of(g), "fuse-activations") == [
+        "MAXIMUM 'y' not turned into a RELU: input and output are quantized differently"
+    ]
+
+
+def test_hard_swish_declines_a_quantized_chain() -> None:
+    g = Graph("main")
+    q = Quantization(np.array([0.0625], np.float32), np.array([0]))  # 3 is a whole number of steps
+    x = act("x", DType.INT8, q)
+    a, r, p, y = (act(n, DType.INT8, q) for n in ("a", "r", "p", "y"))
+
+    def k(name: str, value: float) -> Tensor:
+        return new_constant(name, np.array([round(value / 0.0625)]), DType.INT8, q)
+
+    g.add_op(arith("ADD"), [x, k("three", 3.0)], [a])
+    g.add_op(Op("RELU6"), [a], [r])
+    g.add_op(arith("MUL"), [x, r], [p])
+    six = new_constant("six", np.array([6.0], np.float32))
+    g.add_op(arith("DIV"), [p, six], [y])
+    g.inputs, g.outputs = [x], [y]
+    assert declines(model_of(g), "fuse-activations") == [
+        "x * relu6(x + 3) / 6 on 'x' not turned into HARD_SWISH: "
+        "quantized hard-swish chains round at every step; HARD_SWISH would change the numbers"
+    ]
