@@ -411,3 +411,79 @@ def test_hard_swish_declines_a_quantized_chain() -> None:
         "x * relu6(x + 3) / 6 on 'x' not turned into HARD_SWISH: "
         "quantized hard-swish chains round at every step; HARD_SWISH would change the numbers"
     ]
+
+
+def q(scales: list[float], zero_points: list[int] | None = None, axis: int = 0) -> Quantization:
+    return Quantization(np.array(scales, np.float32), np.array(zero_points or [0] * len(scales)), axis)
+
+
+def int8_conv_graph(
+    after: str, k_ints: list[int], weight_zero_point: int = 0, out_dtype: DType = DType.INT8, x_float: bool = False
+) -> Graph:
+    """An int8 1x1 conv (per-channel symmetric weights) followed by AFTER(conv, k), k an int8 constant."""
+    g = Graph("main")
+    x = act("x") if x_float else act("x", DType.INT8, q([0.05]))
+    c, y = act("conv", out_dtype, q([0.1])), act("y", out_dtype, q([0.1]))
+    w = new_constant("w", np.full((3, 1, 1, 3), 10), DType.INT8, q([0.01] * 3, [weight_zero_point] * 3))
+    b = new_constant("b", np.zeros(3), DType.INT32, q([0.0005] * 3))
+    options = {"padding": "VALID", "stride_w": 1, "stride_h": 1, "fused_activation_function": "NONE"}
+    g.add_op(Op("CONV_2D", options, "Conv2DOptions", version=3), [x, w, b], [c])
+    g.add_op(arith(after), [c, new_constant("k", np.array(k_ints), DType.INT8, q([0.05]))], [y])
+    g.inputs, g.outputs = [x], [y]
+    return g
+
+
+def dequantized_weight_graph(factor: list[float], weight: np.ndarray, share: bool = False) -> Graph:
+    """x -> CONV_2D(x, DEQUANTIZE(int8 w)) -> MUL(factor): a float graph with a quantized weight."""
+    g = Graph("main")
+    x, c, y, wf = act("x"), act("conv"), act("y"), Tensor("w_float", DType.FLOAT32, (3, 1, 1, 3))
+    w = new_constant("w", weight, DType.INT8, q([0.01] * 3))
+    g.add_op(Op("DEQUANTIZE"), [w], [wf])
+    options = {"padding": "VALID", "stride_w": 1, "stride_h": 1, "fused_activation_function": "NONE"}
+    g.add_op(Op("CONV_2D", options, "Conv2DOptions"), [x, wf, new_constant("b", np.zeros(3))], [c])
+    g.add_op(arith("MUL"), [c, new_constant("k", np.array(factor, np.float32))], [y])
+    g.outputs = [y]
+    if share:  # a second conv reads the same dequantized weight
+        other = act("other")
+        g.add_op(Op("CONV_2D", dict(options), "Conv2DOptions"), [x, wf, new_constant("b2", np.zeros(3))], [other])
+        g.outputs.append(other)
+    g.inputs = [x]
+    return g
+
+
+@pytest.mark.parametrize(
+    ("graph", "message"),
+    [
+        (
+            lambda: int8_conv_graph("MUL", [-20, 20, 20]),
+            "MUL 'y' not folded into CONV_2D 'conv': "
+            "a factor is not positive, so the int8 weight scales cannot absorb it",
+        ),
+        (
+            lambda: int8_conv_graph("MUL", [20, 20, 20], weight_zero_point=1),
+            "MUL 'y' not folded into CONV_2D 'conv': quantized op without a symmetric int8 weight",
+        ),
+        (
+            lambda: int8_conv_graph("MUL", [20, 20, 20], out_dtype=DType.INT16),
+            "MUL 'y' not folded into CONV_2D 'conv': only int8 graphs fold into weight scales, not INT16",
+        ),
+        (
+            lambda: int8_conv_graph("ADD", [1, 1, 1], x_float=True),
+            "ADD 'y' not folded into CONV_2D 'conv': quantized op without quantized input and weight",
+        ),
+        (
+            lambda: dequantized_weight_graph([0.0, 1.0, 1.0], np.full((3, 1, 1, 3), 10)),
+            "MUL 'y' not folded into CONV_2D 'conv': a factor is zero, and a quantization scale cannot be",
+        ),
+        (
+            lambda: dequantized_weight_graph([-1.0, 1.0, 1.0], np.full((3, 1, 1, 3), -128)),
+            "MUL 'y' not folded into CONV_2D 'conv': a negative factor would mirror an integer out of INT8's range",
+        ),
+        (
+            lambda: dequantized_weight_graph([2.0, 1.0, 1.0], np.full((3, 1, 1, 3), 10), share=True),
+            "MUL 'y' not folded into CONV_2D 'conv': weight 'w' behind DEQUANTIZE is shared",
+        ),
+    ],
+)
+def test_fold_scale_declines_in_quantized_graphs(graph: Any, message: str) -> None:
+    assert declines(model_of(graph()), "fold-batch-norm") == [message]
