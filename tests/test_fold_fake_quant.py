@@ -311,3 +311,42 @@ def test_float_input_fake_quantized_straight_to_the_output() -> None:
     assert (g.inputs[0].dtype, g.outputs[0].dtype) == (DType.FLOAT32, DType.FLOAT32)
     for a, b in zip(run(reference), run(model), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)  # FAKE_QUANT rounds in float, DEQUANTIZE exactly
+
+
+def test_concatenation_of_one_tensor_three_times_gets_unique_names() -> None:
+    """Each requantization of a value read three times by one CONCATENATION gets its own name (the
+    IR hands out fresh names; structure checks after the pass include unique names)."""
+    model = load("qat_cnn_fq")
+    g = model.main
+    mean, q, dq = _mean_and_its_fake_quant(g)
+    fc = g.consumer_ops(output(g, dq))[0]
+    x = output(g, dq)
+    n, c = x.shape
+    joined = Tensor("joined", DType.FLOAT32, (n, 3 * c))
+    g.add_op(
+        Op("CONCATENATION", {"axis": 1, "fused_activation_function": "NONE"}, "ConcatenationOptions"),
+        [x, x, x],
+        [joined],
+    )
+    scale = float(output(g, q).quant.scale[0]) * 2
+    tail = Tensor("tail", DType.FLOAT32, (n, 3 * c))
+    g.add_op(Op("RELU"), [_qdq(g, joined, scale, 0, "joined")], [tail])
+    g.outputs.append(_qdq(g, tail, scale, 0, "tail"))
+    reference = copy.deepcopy(model)
+    result = run_passes(model, "fold-fake-quant")  # checks structure, names included, after the pass
+    assert result.passes[0].rewrites["requantize"] == 3
+    names = [t.name for t in g.tensors]
+    assert len(names) == len(set(names))
+    assert fc in g.nx
+    _within_one_step(reference, model)
+
+
+def test_weight_folds_leave_provenance_on_the_ops_that_read_the_weights() -> None:
+    model = load("qat_cnn_fq")
+    run_passes(model, "fold-fake-quant")
+    g = model.main
+    weighted = [op for op in g.ops if op.type in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+    assert weighted
+    for op in weighted:
+        assert "fold-fake-quant/weight-fake-quant" in op.provenance["rules"], op
+        assert any(name.startswith("QUANTIZE") for name in op.provenance["from"]), op.provenance

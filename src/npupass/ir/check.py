@@ -33,15 +33,19 @@ def problems(graph: Graph) -> list[str]:
     pred, succ = g._pred, g._succ
     ops: list[Op] = []
     tensors: list[Tensor] = []
-    for node, readers in succ.items():
+    for node, readers in succ.items():  # plain loops: generators cost more than the tests here
         if isinstance(node, Op):
             ops.append(node)
-            if any(isinstance(v, Op) for v in readers):
-                found.extend(_bad_edges(node, [v for v in readers if isinstance(v, Op)]))
+            for v in readers:
+                if isinstance(v, Op):
+                    found.extend(_bad_edges(node, [v for v in readers if isinstance(v, Op)]))
+                    break
         else:
             tensors.append(node)
-            if not all(isinstance(v, Op) for v in readers):
-                found.extend(_bad_edges(node, [v for v in readers if not isinstance(v, Op)]))
+            for v in readers:
+                if not isinstance(v, Op):
+                    found.extend(_bad_edges(node, [v for v in readers if not isinstance(v, Op)]))
+                    break
     if not found:
         try:
             _ = graph.ops  # raises on a cycle (cached until the next mutation)

@@ -127,6 +127,9 @@ class Graph:
         self._suffixes: dict[str, int] = {}
         self.sorts = 0
         """How many times the execution order was computed (the cache's effect is tested)."""
+        self.version = 0
+        """Counts structural changes made through this class (the PassManager skips re-checking a
+        graph no pass changed)."""
 
     # --- building -------------------------------------------------------------------------
     def add_tensor(self, tensor: Tensor, fresh: bool = False) -> Tensor:
@@ -142,6 +145,7 @@ class Graph:
             else:
                 self._count_name(tensor, 1)
             self.nx.add_node(tensor)
+            self.version += 1
         return tensor
 
     def add_op(
@@ -166,7 +170,7 @@ class Graph:
                 op.name = self.fresh_name(op.name, op=True)
             else:
                 self._count_name(op, 1)
-        self._order = None
+        self._changed()
         self.nx.add_node(op)
         op.omitted_inputs = {slot for slot, t in enumerate(inputs) if t is None}
         fresh = place is not None
@@ -250,8 +254,12 @@ class Graph:
 
     def invalidate(self) -> None:
         """Forget the cached execution order and names (after editing `nx` directly)."""
-        self._order = None
+        self._changed()
         self._names = None
+
+    def _changed(self) -> None:
+        self._order = None
+        self.version += 1
 
     def _key(self, op: Op) -> tuple[int, int]:
         key = self._keys.get(op)
@@ -319,10 +327,14 @@ class Graph:
 
     def inputs_of(self, op: Op) -> list[Tensor | None]:
         """Input tensors by slot; None where the optional input is omitted."""
-        by_slot = {data["slot"]: t for t, keyed in self.nx._pred[op].items() for data in keyed.values()}
+        by_slot: dict[int, Tensor] = {}
+        for t, keyed in self.nx._pred[op].items():
+            for data in keyed.values():
+                by_slot[data["slot"]] = t
+        n = len(by_slot)
+        if not op.omitted_inputs and (n == 0 or max(by_slot) == n - 1):
+            return [by_slot[slot] for slot in range(n)]  # the common case: slots 0..n-1
         size = max(max(by_slot, default=-1), max(op.omitted_inputs, default=-1)) + 1
-        if len(by_slot) == size:
-            return [by_slot[slot] for slot in range(size)]
         return [by_slot.get(slot) for slot in range(size)]
 
     def outputs_of(self, op: Op) -> list[Tensor]:
@@ -332,6 +344,12 @@ class Graph:
         return self._written_by(op, intermediate=True)
 
     def _written_by(self, op: Op, intermediate: bool) -> list[Tensor]:
+        written = self.nx._succ[op]
+        if len(written) == 1:  # the common case: one tensor on one edge
+            ((t, keyed),) = written.items()
+            if len(keyed) == 1:
+                (data,) = keyed.values()
+                return [t] if bool(data.get("intermediate")) == intermediate else []
         edges = [
             (data["slot"], t)
             for t, keyed in self.nx._succ[op].items()
@@ -356,7 +374,7 @@ class Graph:
     def set_input(self, op: Op, slot: int, tensor: Tensor | None) -> None:
         """Make `op` read `tensor` at `slot` (None omits an optional input). The tensor read there
         before leaves the graph when nothing else touches it (so `tensor` may take its name)."""
-        self._order = None
+        self._changed()
         for t, keyed in list(self.nx._pred[op].items()):
             for key, data in list(keyed.items()):
                 if data["slot"] == slot:
@@ -371,7 +389,7 @@ class Graph:
     def set_output(self, op: Op, slot: int, tensor: Tensor) -> None:
         """Make `op` write `tensor` at output `slot`. The tensor it wrote there stays, unwritten,
         when something reads it or it is a graph output; otherwise it leaves the graph."""
-        self._order = None
+        self._changed()
         for t, keyed in list(self.nx._succ[op].items()):
             for key, data in list(keyed.items()):
                 if data["slot"] == slot and not data.get("intermediate"):
@@ -381,8 +399,9 @@ class Graph:
 
     def drop_unused(self, *tensors: Tensor) -> None:
         """Remove those of `tensors` that no op touches and that are not graph inputs or outputs."""
+        pred, succ = self.nx._pred, self.nx._succ
         for t in tensors:
-            if t in self.nx and self.nx.degree(t) == 0 and t not in self.inputs and not self.is_graph_output(t):
+            if t in pred and not pred[t] and not succ[t] and t not in self.inputs and not self.is_graph_output(t):
                 self._remove_node(t)
 
     def replace_uses(self, old: Tensor, new: Tensor) -> None:
@@ -399,6 +418,7 @@ class Graph:
     def _remove_node(self, node: Node) -> None:
         self.nx.remove_node(node)
         self._count_name(node, -1)
+        self.version += 1
         if isinstance(node, Op):
             self._order = None
 
@@ -445,6 +465,7 @@ class Graph:
         anchor = place if place is not None else old[-1]
         position, name = self.position(anchor), anchor.name
         touched = [t for op in old for t in (*self.inputs_of(op), *self.outputs_of(op)) if t is not None]
+        kept = {op: self.intermediates_of(op) for op, _, _ in new if op in old_set}  # an old op kept keeps them
         for op in old:
             self.remove_op(op)
         for t, replacement in rewire.items():
@@ -458,7 +479,7 @@ class Graph:
         for op, inputs, outputs in new:
             if not op.name and op is new[-1][0]:
                 op.name = name
-            self.add_op(op, inputs, outputs, place=position)
+            self.add_op(op, inputs, outputs, kept.get(op, ()), place=position)
         return None
 
     def remove_dead(self, keep: Iterable[Op] = ()) -> int:

@@ -40,11 +40,16 @@ def dequantize(values: np.ndarray, q: Quantization) -> np.ndarray:
 
 def same_quant_values(qa: Quantization | None, qb: Quantization | None) -> bool:
     """The same affine quantization (scales, zero points, axis), or both none."""
+    if qa is qb:
+        return True
     if qa is None or not qa.is_affine or qb is None or not qb.is_affine:
         return (qa is None or not qa.is_affine) and (qb is None or not qb.is_affine)
+    # shapes, then values: np.array_equal costs more than the comparison on these tiny arrays
     return (
-        np.array_equal(qa.scale, qb.scale)
-        and np.array_equal(qa.zero_point, qb.zero_point)
+        qa.scale.shape == qb.scale.shape
+        and qa.zero_point.shape == qb.zero_point.shape
+        and bool((qa.scale == qb.scale).all())
+        and bool((qa.zero_point == qb.zero_point).all())
         and (not qa.per_axis or qa.axis == qb.axis)
     )
 

@@ -240,8 +240,10 @@ class _Fold:
         assert src.data is not None
         ints = quantize_values(np.asarray(src.data, dtype=np.float64), fq.quant)
         weight = new_constant(src.name, ints, DType.INT8, fq.quant)
+        readers = self._readers(fq.results)
+        origins = self.ctx.origins(self.graph, [*readers, *fq.ops])
         self._bypass(fq.ops, fq.results, weight)
-        self.ctx.rewrote("weight-fake-quant", [], [])
+        self.ctx.rewrote("weight-fake-quant", readers, origins)  # the ops that read the int8 weight now
 
     def fold_dequantized_constants(self) -> None:
         """int8 / uint8 / int32 constant -> DEQUANTIZE ==> the constant itself (already quantized
@@ -262,8 +264,10 @@ class _Fold:
                 stored = new_constant(src.name, data, DType.INT8, as_int8(src.quant, src.dtype))
             else:
                 continue
+            readers = self._readers([output(g, op)])
+            origins = self.ctx.origins(g, [*readers, op])
             self._bypass([op], [output(g, op)], stored)
-            self.ctx.rewrote("dequantized-constant", [], [])
+            self.ctx.rewrote("dequantized-constant", readers, origins)
 
     # -- activations ------------------------------------------------------------------------------
     def fold_activation(self, fq: FakeQuant) -> None:
@@ -322,6 +326,10 @@ class _Fold:
         quantize.version = max(quantize.version, INT8_VERSIONS["QUANTIZE"])
         self.quant[value] = q
         return value, quantize if quantize is first else None
+
+    def _readers(self, tensors: list[Tensor]) -> list[Op]:
+        """The ops reading `tensors`, each once, in creation order."""
+        return list(dict.fromkeys(op for t in tensors for op in self.graph.consumer_ops(t)))
 
     def _bypass(self, ops: list[Op], results: list[Tensor], replacement: Tensor) -> None:
         """Remove `ops`; whatever read `results` reads `replacement` (graph outputs too)."""

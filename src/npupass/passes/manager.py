@@ -7,10 +7,12 @@ is pattern (`match`) + guard (`check`, which returns the reason it declines) + `
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -350,6 +352,10 @@ class PassManager:
         verify: Verifier | None = None,
         progress: Callable[[str], None] | None = None,
     ) -> PipelineResult:
+        with _frozen_heap():
+            return self._run(model, verify, progress)
+
+    def _run(self, model: Model, verify: Verifier | None, progress: Callable[[str], None] | None) -> PipelineResult:
         verifier = verify
         if verifier is not None:
             verifier.start(model)
@@ -374,6 +380,7 @@ class PassManager:
             if progress is not None:
                 progress(p.name)
             ctx = Context(p.name)
+            versions = [g.version for g in model.subgraphs]
             t0 = time.perf_counter()
             p.run(model, ctx)
             result.seconds += time.perf_counter() - t0
@@ -385,7 +392,8 @@ class PassManager:
                 result.rewrites.update(ctx.rewrites)
                 changes += 1
             last_run[i] = changes
-            if self.check:
+            # a pass that reported nothing and changed no graph's structure leaves nothing to re-check
+            if self.check and (ctx.rewrites or versions != [g.version for g in model.subgraphs]):
                 _check_structure(p, model)
             self._check_guarantees(p, model)
             if verifier is not None and ctx.rewrites:
@@ -408,6 +416,21 @@ class PassManager:
             violation = PROPERTIES[prop](model)
             if violation is not None:
                 raise PipelineError(f"pass {p.name} did not establish {prop}: {violation}")
+
+
+@contextlib.contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """Keep what exists before the run (the model, mostly) out of the cyclic GC's scans while the
+    passes run: otherwise every full collection walks the whole IR again, which made the pipeline
+    superlinear (on the 10,000-op synthetic graph, 16% of its CPU time; t(10k)/t(1k) 13.7 -> 11.6)."""
+    if gc.get_freeze_count():  # the caller froze the heap already
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _check_structure(p: Pass, model: Model) -> None:
