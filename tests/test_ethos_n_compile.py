@@ -91,8 +91,8 @@ def pass_names(report: dict) -> list[str]:  # type: ignore[type-arg]
 
 def test_compile_qat_tflite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report = compile_json(tmp_path, capsys, MODELS / "qat_cnn_fq.tflite")
-    assert pass_names(report) == [*FOLD_PIPELINE, "legalize-ethos-n"]
-    assert report["pipeline"]["passes"][2]["rewrites"] == {
+    assert pass_names(report) == ["constant-fold", *FOLD_PIPELINE, "legalize-ethos-n", "cleanup"]
+    assert report["pipeline"]["passes"][3]["rewrites"] == {  # constant-fold runs first
         "activation-fake-quant": 8,
         "bias": 5,
         "weight-fake-quant": 5,
@@ -114,7 +114,7 @@ def test_compile_qat_tflite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 def test_compile_onnx_qdq(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report = compile_json(tmp_path, capsys, MODELS / "mbv2_qat_qdq.onnx")
-    assert pass_names(report) == [*FOLD_PIPELINE, "legalize-ethos-n"]
+    assert pass_names(report) == ["constant-fold", *FOLD_PIPELINE, "legalize-ethos-n", "cleanup"]
     assert report["coverage"] == {
         "before": {"ops": 17, "supported": 16, "estimate_only": 0, "unsupported": 1, "fraction": 0.9412},
         "after": {"ops": 17, "supported": 16, "estimate_only": 0, "unsupported": 1, "fraction": 0.9412},
@@ -147,10 +147,12 @@ def test_bit_exactness_compares_the_legalization_only(tmp_path: Path, capsys: py
     src = fake_quant_max_pool(tmp_path / "fq_pool.tflite")
     report = compile_json(tmp_path / "out", capsys, src)
     assert [(p["name"], p["rewrites"]) for p in report["pipeline"]["passes"]] == [
+        ("constant-fold", {}),
         ("fold-batch-norm", {}),
         ("fuse-activations", {}),
         ("fold-fake-quant", {"activation-fake-quant": 2}),
         ("legalize-ethos-n", {"split-max-pool": 1}),
+        ("cleanup", {}),
     ]
     assert report["coverage"] == {
         "before": {"ops": 1, "supported": 0, "estimate_only": 1, "unsupported": 0, "fraction": 0.0},

@@ -58,7 +58,7 @@ def test_pre_activation_batch_norms_become_depthwise_convs_and_run_faster() -> N
     config = VelaConfig("ethos-u55-128")
     direct = compile_vela((MODELS / "preact_resnet_int8.tflite").read_bytes(), config)
     result = compile_ethos_u(load_model(MODELS / "preact_resnet_int8.tflite"), parse_target("ethos-u55-128"), config)
-    assert result.pipeline.passes[0].rewrites == {"affine-to-depthwise": 3}
+    assert result.pipeline.passes[1].rewrites == {"affine-to-depthwise": 3}  # after constant-fold
     assert (direct.total_cycles, result.vela.total_cycles) == (312041, 217001)
 
 
@@ -77,8 +77,14 @@ def test_qat_export_compiles_to_an_all_npu_binary(tmp_path: Path, capsys: Any) -
         "predicted_npu_regions": 1,
         "placement_disagreements": [],
     }
-    assert [p["name"] for p in report["passes"]["passes"]] == ["fold-batch-norm", "fuse-activations", "fold-fake-quant"]
-    assert report["passes"]["passes"][2]["changed"] is True
+    assert [p["name"] for p in report["passes"]["passes"]] == [
+        "constant-fold",
+        "fold-batch-norm",
+        "fuse-activations",
+        "fold-fake-quant",
+        "cleanup",
+    ]
+    assert report["passes"]["passes"][3]["changed"] is True  # fold-fake-quant, after constant-fold
     assert report["performance"]["total_cycles"] == 818554
     assert report["memory"]["encoded_weight_bytes"] == 447504
     assert json.loads((tmp_path / "report.json").read_text()) == report

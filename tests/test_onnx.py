@@ -88,7 +88,7 @@ def test_cli_convert_and_verify(tmp_path: Path) -> None:
     )  # fmt: skip
     assert convert.returncode == 0, convert.stderr
     names = [p["name"] for p in json.loads(convert.stdout)["pipeline"]["passes"]]
-    assert names == ["fold-batch-norm", "fuse-activations"]  # the ONNX default
+    assert names == ["constant-fold", "fold-batch-norm", "fuse-activations", "cleanup"]  # the ONNX default
     verify = subprocess.run(
         [sys.executable, "-m", "npupass", "verify", str(src), str(out), "--rtol", "1e-4", "--atol", "1e-5", "--json"],
         capture_output=True, text=True, timeout=300,

@@ -13,6 +13,7 @@ from npupass.ir.ops import IR_ONLY_OPS
 
 CANONICALIZE = ["fold-batch-norm", "fuse-activations"]
 FOLD_FAKE_QUANT = "fold-fake-quant"
+CONSTANT_FOLD, CLEANUP = "constant-fold", "cleanup"
 # IR-only ops -> the passes that remove them, before canonicalization (an exact GELU's ERF)
 LOWERINGS = {"ERF": ["fuse-gelu", "lower-erf"]}
 
@@ -49,7 +50,9 @@ def default_pipeline(model: Model, target: TargetNeeds | None = None) -> list[st
     fold = has_fake_quant(model) and (needs.integer or (target is None and not model.canonical))
     if fold:
         names = names + [n for n in CANONICALIZE if n not in names] + [FOLD_FAKE_QUANT]
-    return names + [n for n in needs.then if n not in names]
+    names += [n for n in needs.then if n not in names]
+    # constant arithmetic folded first, dead and identity ops swept last, whenever anything runs
+    return [CONSTANT_FOLD, *names, CLEANUP] if names else []
 
 
 def pipeline_options(names: list[str], target: TargetNeeds | None = None) -> dict[str, dict[str, Any]]:
