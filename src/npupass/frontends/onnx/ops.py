@@ -936,7 +936,11 @@ def _split(imp: Importer, node: Any) -> None:
     axis = a.get("axis", 0) % rank
     sizes = imp.const(node.input[1]) if len(node.input) > 1 and node.input[1] else a.get("split")
     if sizes is None and len(node.input) > 1 and node.input[1]:
-        raise UnsupportedFeatureError("Split whose sizes are not a constant")
+        # sizes fed at run time must agree with the outputs' static shapes: take them from there
+        out_shapes = [imp.shape(name) for name in node.output]
+        if any(s is None for s in out_shapes):
+            raise UnsupportedFeatureError("Split whose sizes are not a constant")
+        sizes = [s[axis] for s in out_shapes]  # type: ignore[index]
     if sizes is None:  # equal parts; the last one smaller when they do not divide (opset 18)
         chunk = -(-shape[axis] // len(node.output))
         sizes = [chunk] * (len(node.output) - 1) + [shape[axis] - chunk * (len(node.output) - 1)]
@@ -1170,3 +1174,37 @@ def _mod(imp: Importer, node: Any) -> None:
     perm, rank = _result_layout(imp, node)
     a, b = (_operand(imp, name, perm, rank) for name in node.input)
     imp.emit("FLOOR_MOD", [a, b], [imp.output(node.output[0], perm)])
+
+
+@converter("TopK")
+def _top_k(imp: Importer, node: Any) -> None:
+    """TOPK_V2 along the last axis of a layout that puts the ONNX axis last (largest first, and the
+    lower index first among equal values, as ONNX wants); smallest-k of floats as top-k of -x."""
+    a = attrs(node)
+    value = imp.values[node.input[0]]
+    rank = imp.rank(node.input[0])
+    k = imp.const(node.input[1])
+    out_shape = imp.shape(node.output[0])
+    axis = int(a.get("axis", -1)) % rank
+    if k is None and out_shape is not None:  # a k fed at run time must agree with the static output shape
+        k = np.array([out_shape[axis]])
+    if k is None:
+        raise UnsupportedFeatureError("TopK whose k is not a constant")
+    largest = bool(a.get("largest", 1))
+    if not a.get("sorted", 1):
+        raise UnsupportedFeatureError("TopK with sorted=0")
+    if value.dtype is not DType.FLOAT32 and (not largest or value.dtype is not DType.INT32):
+        raise UnsupportedFeatureError(f"TopK on {value.dtype} (largest={int(largest)})")
+    perm = value.perm if value.perm[-1] == axis else (*(i for i in range(rank) if i != axis), axis)
+    x = imp.tensor(node.input[0], perm)
+    k_t = constant_tensor(f"{node.output[0]}/k", np.array(int(k.reshape(-1)[0]), dtype=np.int32))
+    values = imp.output(node.output[0], perm)
+    indices = imp.output(node.output[1], perm, DType.INT32)
+    if largest:
+        imp.emit("TOPK_V2", [x, k_t], [values, indices])
+        return
+    negated = Tensor(f"{values.name}/negated_input", x.dtype, x.shape)
+    top = Tensor(f"{values.name}/negated", values.dtype, values.shape)
+    imp.emit("NEG", [x], [negated])
+    imp.emit("TOPK_V2", [negated, k_t], [top, indices])
+    imp.emit("NEG", [top], [values])
