@@ -15,6 +15,7 @@ import pytest
 BENCH = Path(__file__).parent.parent / "bench" / "onnx_conformance.py"
 MODULES = ["split", "resize", "div", "mul", "add", "sub", "max", "min", "pow", "dropout", "relu", "conv"]
 MODULES += ["less", "and_", "argmax", "trilu", "where", "reciprocal", "mod", "log", "cast", "topk"]
+MODULES += ["reducemax", "reducesum"]
 
 
 def _bench() -> Any:

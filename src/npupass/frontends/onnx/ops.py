@@ -765,15 +765,38 @@ def _hard_sigmoid(imp: Importer, node: Any) -> None:
 REDUCERS = {"ReduceMean": "MEAN", "ReduceMax": "REDUCE_MAX", "ReduceSum": "SUM", "ReduceMin": "REDUCE_MIN"}
 
 
+def _axes_from_shapes(
+    shape: tuple[int, ...] | None, out_shape: tuple[int, ...] | None, keepdims: int
+) -> np.ndarray | None:
+    """Axes fed at run time, as the static shapes fix them: with keepdims, the axes the output has
+    as 1 (reducing an axis of size 1 changes nothing in REDUCERS, so those may be left out); else all."""
+    if shape is None or out_shape is None:
+        return None
+    if keepdims and len(out_shape) == len(shape) and all(o in (1, i) for o, i in zip(out_shape, shape, strict=True)):
+        return np.array([i for i, (o, n) in enumerate(zip(out_shape, shape, strict=True)) if o == 1 and n != 1])
+    if not keepdims and len(out_shape) == 0:
+        return np.arange(len(shape))
+    return None
+
+
 @converter(*REDUCERS)
 def _reduce(imp: Importer, node: Any) -> None:
     """Axes follow the input's layout; without keepdims the kept axes keep their IR order."""
     a = attrs(node)
     value = imp.values[node.input[0]]
     rank = imp.rank(node.input[0])
+    if value.dtype is DType.BOOL:
+        raise UnsupportedFeatureError(f"{node.op_type} on BOOL")
+    if 0 in (imp.shape(node.input[0]) or ()):  # TFLite's empty max is the largest float, not infinity
+        raise UnsupportedFeatureError(f"{node.op_type} of an empty tensor")
     axes_input = imp.const(node.input[1]) if len(node.input) > 1 and node.input[1] else None
     if len(node.input) > 1 and node.input[1] and axes_input is None:
-        raise UnsupportedFeatureError("reduction axes must be constants")
+        axes_input = _axes_from_shapes(imp.shape(node.input[0]), imp.shape(node.output[0]), a.get("keepdims", 1))
+        if axes_input is None:
+            raise UnsupportedFeatureError("reduction axes must be constants")
+        if axes_input.size == 0:  # nothing but axes of size 1 to reduce: sum, mean, max, min keep x
+            imp.alias(node.output[0], node.input[0])
+            return
     given = axes_input if axes_input is not None else a.get("axes")
     if given is None or len(given) == 0:
         given = [] if a.get("noop_with_empty_axes", 0) else list(range(rank))
