@@ -433,8 +433,19 @@ def _operand(imp: Importer, name: str, perm: tuple[int, ...], rank: int) -> Tens
         return constant_tensor(name, np.transpose(full, perm))
     value = imp.values[name]
     assert value.shape is not None
-    if len(value.shape) != rank:
+    if len(value.shape) > rank:
         raise UnsupportedFeatureError("broadcasting between activations of different ranks")
+    if len(value.shape) < rank:  # numpy broadcasting: leading axes of size 1, then the result's layout
+        src = imp.in_onnx_order(name)
+        padded_shape = (1,) * (rank - len(value.shape)) + tuple(value.shape)
+        raised = Tensor(f"{name}/rank{rank}", src.dtype, padded_shape, quant=src.quant)
+        new_shape = constant_tensor(f"{raised.name}/shape", np.array(padded_shape, dtype=np.int32))
+        imp.emit("RESHAPE", [src, new_shape], [raised], {"new_shape": list(padded_shape)})
+        if perm == identity(rank):
+            return raised
+        moved = Tensor(f"{raised.name}/perm", src.dtype, tuple(padded_shape[p] for p in perm), quant=src.quant)
+        imp.emit("TRANSPOSE", [raised, constant_tensor(f"{moved.name}/order", np.array(perm, dtype=np.int32))], [moved])
+        return moved
     return imp.tensor(name, perm)
 
 
