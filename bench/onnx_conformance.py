@@ -133,7 +133,10 @@ def collect(modules: list[str] | None = None) -> list[Any]:
             return list(node.collect_testcases(None))
         before = {c.name for c in node._NodeTestCases}  # the generator's own registry
         for module in modules:
-            importlib.import_module(f"onnx.backend.test.case.node.{module}")
+            try:
+                importlib.import_module(f"onnx.backend.test.case.node.{module}")
+            except ModuleNotFoundError:
+                raise SystemExit(f"onnx_conformance: no module {module} in onnx.backend.test.case.node") from None
         wanted = set(modules)
         return [
             c

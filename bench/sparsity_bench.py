@@ -122,7 +122,7 @@ def sparsity(cases: list[str], samples: int) -> None:
     subprocess.run([sys.executable, str(ROOT / "bench" / "make_pruned_models.py"), *cases], check=True)
     print("\n== encode-sparsity on MobileNetV2 224 pruned the ways users prune ==")
     print(
-        f"{'model':22} {'dense MiB':>9} {'TF MiB':>7} {'ours MiB':>8} {'ours/TF':>7} {'ours/dense':>10} "
+        f"{'model':22} {'dense bytes':>11} {'TF bytes':>10} {'ours bytes':>10} {'ours/TF':>7} {'ours/dense':>10} "
         f"{'floor/TF: values, +u8':>21} {'worst w/TF':>10}  bit-exact [xnnpack, builtin]  TF file loads  seconds"
     )
     table = None
@@ -149,7 +149,7 @@ def sparsity(cases: list[str], samples: int) -> None:
             worst = max((r["chosen_bytes"] / r["converter_bytes"] for r in rows if not r["note"]), default=0.0)
             tf_loads = [loads(tf, d) for d in ("default", "none")]
             print(
-                f"{style + pct + '% ' + kind:22} {len(dense) / MIB:9.2f} {len(tf) / MIB:7.2f} {len(ours) / MIB:8.2f} "
+                f"{style + pct + '% ' + kind:22} {len(dense):11,} {len(tf):10,} {len(ours):10,} "
                 f"{len(ours) / len(tf):7.3f} {len(ours) / len(dense):10.3f} "
                 f"{values / len(tf):10.3f} {u8 / len(tf):10.3f} {worst:10.3f}  "
                 f"{exact}  {tf_loads}  {seconds:.1f}",

@@ -14,7 +14,8 @@ import pytest
 
 BENCH = Path(__file__).parent.parent / "bench" / "onnx_conformance.py"
 MODULES = ["split", "resize", "div", "mul", "add", "sub", "max", "min", "pow", "dropout", "relu", "conv"]
-MODULES += ["less", "and_", "argmax", "trilu", "where", "reciprocal", "mod", "log", "cast"]
+MODULES += ["less", "and_", "argmax", "trilu", "where", "reciprocal", "mod", "log", "cast", "topk"]
+MODULES += ["reducemax", "reducesum", "prelu"]
 
 
 def _bench() -> Any:
@@ -44,7 +45,6 @@ def test_no_wrong_answers_and_nothing_litert_cannot_run(outcomes: dict[str, Any]
 @pytest.mark.parametrize(
     ("case", "reason"),
     [
-        ("test_split_variable_parts_1d_opset13", "ONNX Split 'output_1': Split whose sizes are not a constant"),
         ("test_resize_downsample_scales_linear", "ONNX Resize 'Y': Resize whose scales are not a constant"),
         (
             "test_div_uint8",
@@ -81,6 +81,13 @@ def test_formerly_wrong_cases_are_refused_in_one_line(outcomes: dict[str, Any], 
     "case",
     [
         "test_split_equal_parts_1d_opset13",
+        "test_split_variable_parts_1d_opset13",  # once WRONG: sizes fed at run time, taken from the outputs
+        "test_split_variable_parts_2d_opset18",
+        "test_top_k_smallest",
+        "test_add_bcast",  # a rank-1 activation broadcast against a rank-3 one
+        "test_less_bcast",
+        "test_prelu_broadcast",
+        "test_top_k_same_values_2d",
         "test_div",
         "test_mul",
         "test_max_int8",

@@ -308,3 +308,25 @@ def test_old_softmax_over_flattened_axes_of_size_one_is_a_channel_softmax(tmp_pa
     onnx.save(model, str(src))
     assert main(["info", str(src)]) == 2
     assert capsys.readouterr().err.endswith("ONNX Softmax 'y': Softmax over the flattened axes 1.. (opset 11)\n")
+
+
+def test_a_lower_rank_activation_broadcasts_in_nhwc(tmp_path: Path, capsys: Any) -> None:
+    """Conv output (NCHW in ONNX, NHWC in the IR) + a rank-1 graph input along W, and one along C via [C, 1, 1]."""
+    rng = np.random.default_rng(1)
+    w = numpy_helper.from_array(rng.normal(0, 0.3, (4, 3, 1, 1)).astype(np.float32), "w")
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"]),
+        helper.make_node("Add", ["c", "along_w"], ["s"]),
+        helper.make_node("Mul", ["s", "along_c"], ["y"]),
+    ]
+    inputs = [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 5, 6]),
+        helper.make_tensor_value_info("along_w", TensorProto.FLOAT, [6]),
+        helper.make_tensor_value_info("along_c", TensorProto.FLOAT, [4, 1, 1]),
+    ]
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 5, 6])
+    graph = helper.make_graph(nodes, "g", inputs, [y], [w])
+    src, out = tmp_path / "bcast.onnx", tmp_path / "bcast.tflite"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(src))
+    assert main(["convert", str(src), "-o", str(out), "--verify", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["verify"]["equivalent"]

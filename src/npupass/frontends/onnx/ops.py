@@ -429,8 +429,19 @@ def _operand(imp: Importer, name: str, perm: tuple[int, ...], rank: int) -> Tens
         return constant_tensor(name, np.transpose(full, perm))
     value = imp.values[name]
     assert value.shape is not None
-    if len(value.shape) != rank:
+    if len(value.shape) > rank:
         raise UnsupportedFeatureError("broadcasting between activations of different ranks")
+    if len(value.shape) < rank:  # numpy broadcasting: leading axes of size 1, then the result's layout
+        src = imp.in_onnx_order(name)
+        padded_shape = (1,) * (rank - len(value.shape)) + tuple(value.shape)
+        raised = Tensor(f"{name}/rank{rank}", src.dtype, padded_shape, quant=src.quant)
+        new_shape = constant_tensor(f"{raised.name}/shape", np.array(padded_shape, dtype=np.int32))
+        imp.emit("RESHAPE", [src, new_shape], [raised], {"new_shape": list(padded_shape)})
+        if perm == identity(rank):
+            return raised
+        moved = Tensor(f"{raised.name}/perm", src.dtype, tuple(padded_shape[p] for p in perm), quant=src.quant)
+        imp.emit("TRANSPOSE", [raised, constant_tensor(f"{moved.name}/order", np.array(perm, dtype=np.int32))], [moved])
+        return moved
     return imp.tensor(name, perm)
 
 
@@ -762,15 +773,38 @@ def _hard_sigmoid(imp: Importer, node: Any) -> None:
 REDUCERS = {"ReduceMean": "MEAN", "ReduceMax": "REDUCE_MAX", "ReduceSum": "SUM", "ReduceMin": "REDUCE_MIN"}
 
 
+def _axes_from_shapes(
+    shape: tuple[int, ...] | None, out_shape: tuple[int, ...] | None, keepdims: int
+) -> np.ndarray | None:
+    """Axes fed at run time, as the static shapes fix them: with keepdims, the axes the output has
+    as 1 (reducing an axis of size 1 changes nothing in REDUCERS, so those may be left out); else all."""
+    if shape is None or out_shape is None:
+        return None
+    if keepdims and len(out_shape) == len(shape) and all(o in (1, i) for o, i in zip(out_shape, shape, strict=True)):
+        return np.array([i for i, (o, n) in enumerate(zip(out_shape, shape, strict=True)) if o == 1 and n != 1])
+    if not keepdims and len(out_shape) == 0:
+        return np.arange(len(shape))
+    return None
+
+
 @converter(*REDUCERS)
 def _reduce(imp: Importer, node: Any) -> None:
     """Axes follow the input's layout; without keepdims the kept axes keep their IR order."""
     a = attrs(node)
     value = imp.values[node.input[0]]
     rank = imp.rank(node.input[0])
+    if value.dtype is DType.BOOL:
+        raise UnsupportedFeatureError(f"{node.op_type} on BOOL")
+    if 0 in (imp.shape(node.input[0]) or ()):  # TFLite's empty max is the largest float, not infinity
+        raise UnsupportedFeatureError(f"{node.op_type} of an empty tensor")
     axes_input = imp.const(node.input[1]) if len(node.input) > 1 and node.input[1] else None
     if len(node.input) > 1 and node.input[1] and axes_input is None:
-        raise UnsupportedFeatureError("reduction axes must be constants")
+        axes_input = _axes_from_shapes(imp.shape(node.input[0]), imp.shape(node.output[0]), a.get("keepdims", 1))
+        if axes_input is None:
+            raise UnsupportedFeatureError("reduction axes must be constants")
+        if axes_input.size == 0:  # nothing but axes of size 1 to reduce: sum, mean, max, min keep x
+            imp.alias(node.output[0], node.input[0])
+            return
     given = axes_input if axes_input is not None else a.get("axes")
     if given is None or len(given) == 0:
         given = [] if a.get("noop_with_empty_axes", 0) else list(range(rank))
@@ -933,7 +967,11 @@ def _split(imp: Importer, node: Any) -> None:
     axis = a.get("axis", 0) % rank
     sizes = imp.const(node.input[1]) if len(node.input) > 1 and node.input[1] else a.get("split")
     if sizes is None and len(node.input) > 1 and node.input[1]:
-        raise UnsupportedFeatureError("Split whose sizes are not a constant")
+        # sizes fed at run time must agree with the outputs' static shapes: take them from there
+        out_shapes = [imp.shape(name) for name in node.output]
+        if any(s is None for s in out_shapes):
+            raise UnsupportedFeatureError("Split whose sizes are not a constant")
+        sizes = [s[axis] for s in out_shapes]  # type: ignore[index]
     if sizes is None:  # equal parts; the last one smaller when they do not divide (opset 18)
         chunk = -(-shape[axis] // len(node.output))
         sizes = [chunk] * (len(node.output) - 1) + [shape[axis] - chunk * (len(node.output) - 1)]
@@ -1167,3 +1205,37 @@ def _mod(imp: Importer, node: Any) -> None:
     perm, rank = _result_layout(imp, node)
     a, b = (_operand(imp, name, perm, rank) for name in node.input)
     imp.emit("FLOOR_MOD", [a, b], [imp.output(node.output[0], perm)])
+
+
+@converter("TopK")
+def _top_k(imp: Importer, node: Any) -> None:
+    """TOPK_V2 along the last axis of a layout that puts the ONNX axis last (largest first, and the
+    lower index first among equal values, as ONNX wants); smallest-k of floats as top-k of -x."""
+    a = attrs(node)
+    value = imp.values[node.input[0]]
+    rank = imp.rank(node.input[0])
+    k = imp.const(node.input[1])
+    out_shape = imp.shape(node.output[0])
+    axis = int(a.get("axis", -1)) % rank
+    if k is None and out_shape is not None:  # a k fed at run time must agree with the static output shape
+        k = np.array([out_shape[axis]])
+    if k is None:
+        raise UnsupportedFeatureError("TopK whose k is not a constant")
+    largest = bool(a.get("largest", 1))
+    if not a.get("sorted", 1):
+        raise UnsupportedFeatureError("TopK with sorted=0")
+    if value.dtype is not DType.FLOAT32 and (not largest or value.dtype is not DType.INT32):
+        raise UnsupportedFeatureError(f"TopK on {value.dtype} (largest={int(largest)})")
+    perm = value.perm if value.perm[-1] == axis else (*(i for i in range(rank) if i != axis), axis)
+    x = imp.tensor(node.input[0], perm)
+    k_t = constant_tensor(f"{node.output[0]}/k", np.array(int(k.reshape(-1)[0]), dtype=np.int32))
+    values = imp.output(node.output[0], perm)
+    indices = imp.output(node.output[1], perm, DType.INT32)
+    if largest:
+        imp.emit("TOPK_V2", [x, k_t], [values, indices])
+        return
+    negated = Tensor(f"{values.name}/negated_input", x.dtype, x.shape)
+    top = Tensor(f"{values.name}/negated", values.dtype, values.shape)
+    imp.emit("NEG", [x], [negated])
+    imp.emit("TOPK_V2", [negated, k_t], [top, indices])
+    imp.emit("NEG", [top], [values])
