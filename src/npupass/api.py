@@ -21,6 +21,7 @@ from npupass.ir.graph import Model
 from npupass.passes import PassManager, PassVerificationError, PipelineResult
 from npupass.passes.manager import parse_pipeline
 from npupass.passes.policy import default_pipeline as _default_pipeline
+from npupass.passes.policy import extend_pipeline, extend_spec
 from npupass.verify import Comparison, Tolerance
 
 ModelSource = Model | str | os.PathLike[str]
@@ -67,7 +68,8 @@ def compile(
 ) -> CompileResult:
     """Compile a model (a path, or a Model, left untouched unless `in_place`) for `target` (see `targets()`).
 
-    `passes` replaces the target's default pipeline; `options` are the target's options by name
+    `passes` replaces the target's default pipeline, or extends it when it starts with "+"
+    ("+encode-clusters"); `options` are the target's options by name
     (e.g. {"system_config": "Ethos_U55_High_End_Embedded"}). Returns the report and the files, unwritten.
     """
     backend, parsed = find_target(target)
@@ -78,8 +80,12 @@ def compile(
         valid = ", ".join(known) or "none"
         raise NpupassError(f"target {parsed.name} has no option '{unknown[0]}' (its options: {valid})")
     values = {name: given.get(name, o.default) for name, o in known.items()}
-    names = _names(passes)  # an unknown pass fails before the model is read
-    return backend.compile(_model(model, in_place), parsed, values, names, progress)
+    extend, names = extend_spec(passes) if passes else (False, [])
+    names = parse_pipeline(names) if names else []  # an unknown pass fails before the model is read
+    ir = _model(model, in_place)
+    if extend:
+        names = extend_pipeline(_default_pipeline(ir, backend.needs), names)
+    return backend.compile(ir, parsed, values, names or None, progress)
 
 
 @dataclass

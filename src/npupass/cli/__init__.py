@@ -137,8 +137,27 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("model", help="the input model, .tflite or .onnx (never modified)")
     comp.add_argument("--target", required=True, help="e.g. ethos-u55-128, ethos-n78, xnnpack")
     comp.add_argument("-o", "--output-dir", default="output", metavar="OUTDIR", help="where to write (default: output)")
-    comp.add_argument("--passes", metavar="LIST", help="run these passes instead of the target's default pipeline")
+    comp.add_argument(
+        "--passes",
+        metavar="LIST",
+        help="run these passes instead of the target's default pipeline; a LIST starting with '+' "
+        "(+encode-clusters) extends the default. Ethos-U's default: fold-batch-norm,fuse-activations,"
+        "[fold-fake-quant,]encode-clusters",
+    )
+    comp.add_argument("--add-passes", metavar="LIST", help="run these passes after the target's default pipeline")
     comp.add_argument("--json", action="store_true", help="print the report as JSON")
+    comp.add_argument("--explain", action="store_true", help="list every rewrite the passes declined, and why")
+    comp.add_argument(
+        "--preservation",
+        action="store_true",
+        help="per weight, zeros and distinct values before and after each pass (always in report.json)",
+    )
+    comp.add_argument(
+        "--per-layer-csv",
+        action="store_true",
+        help="also write OUTDIR/per_layer.csv: every TFLite op's cycles, share, MACs, MAC utilisation, bound, "
+        "device and CPU reasons",
+    )
     _add_backend_options(comp)
     comp.set_defaults(func=cmd_compile)
 
@@ -166,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("a", help="the model before")
     diff.add_argument("b", help="the model after")
     diff.add_argument("--json", action="store_true", help="print the difference as JSON")
+    diff.add_argument("--full", action="store_true", help="list every op and tensor that changed (default: a summary)")
     diff.add_argument("--html", metavar="OUT", help="write B as an HTML page with the changes marked")
     diff.set_defaults(func=cmd_diff)
 

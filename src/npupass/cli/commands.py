@@ -17,12 +17,15 @@ from npupass.view.console import (
     print_json,
     progress_bar,
     render_comparison,
+    render_declines,
     render_info,
     render_pass_checks,
     render_pipeline,
     render_preservation,
+    render_preservation_summary,
     spinner,
 )
+from npupass.view.layers import layers_csv
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
 
@@ -158,7 +161,7 @@ def cmd_passes(args: argparse.Namespace) -> int:
         return EXIT_OK
     console = make_console()
     for row in rows:
-        console.print(f"[bold]{row['name']}[/bold]  {row['summary']}")
+        console.print(f"[bold]{row['name']}[/bold]  {row['summary']}", soft_wrap=True)
     console.print(f"default pipeline: {DEFAULT_PIPELINE}")
     return EXIT_OK
 
@@ -172,7 +175,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
         return EXIT_OK
     console = make_console()
     for row in rows:
-        console.print(f"[bold]{row['name']}[/bold]  {row['description']}")
+        console.print(f"[bold]{row['name']}[/bold]  {row['description']}", soft_wrap=True)
     return EXIT_OK
 
 
@@ -289,7 +292,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if args.json:
         print_json(diff)
     else:
-        render_diff(make_console(), diff)
+        render_diff(make_console(), diff, full=args.full)
     if args.html:
         from npupass.view.html import write_html
 
@@ -310,11 +313,32 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if outdir.exists() and not outdir.is_dir():
         raise NpupassError(f"{outdir}: exists and is not a directory")
     options = {o.name: getattr(args, o.name) for o in backend.options}
+    if args.passes and args.add_passes:
+        raise NpupassError("--passes and --add-passes exclude each other (--passes +LIST extends the default)")
+    passes = "+" + args.add_passes if args.add_passes else args.passes
     with spinner(f"compiling for {target.name}") as update:
-        result = npupass.compile(args.model, target.name, passes=args.passes, options=options, progress=update)
+        result = npupass.compile(args.model, target.name, passes=passes, options=options, progress=update)
+    data = result.report.to_dict()
+    if args.per_layer_csv:
+        if not data.get("layers"):
+            raise NpupassError(f"--per-layer-csv: target {target.name} gives no per-layer figures")
+        result.files["per_layer.csv"] = layers_csv(data["layers"])
     result.write(outdir)
     if args.json:
-        print_json(result.report.to_dict())
-    else:
-        backend.render(result.report, make_console())
+        print_json(data)
+        return EXIT_DIFFERENT if result.report.equivalent is False else EXIT_OK
+    console = make_console()
+    backend.render(result.report, console)
+    pipeline = data.get("passes") or data.get("pipeline")
+    if args.explain and isinstance(pipeline, dict):
+        render_declines(console, pipeline)
+    if data.get("preservation"):
+        if args.preservation:
+            render_preservation(console, data["preservation"])
+        else:
+            render_preservation_summary(console, data["preservation"])
+    if "html" in result.paths:
+        console.print(f"wrote {data.get('html')} (ops coloured by NPU/CPU; click one for its figures)")
+    if args.per_layer_csv:
+        console.print(f"wrote {outdir / 'per_layer.csv'}")
     return EXIT_DIFFERENT if result.report.equivalent is False else EXIT_OK
