@@ -219,3 +219,26 @@ def test_a_vela_crash_is_an_error_not_the_end_of_npupass() -> None:
         "Vela crashed (signal SIGSEGV) compiling the model: Failed to load TfLite model. "
         "Buffer contents inconsistent with generated schema."
     )
+
+
+def test_a_vela_crash_keeps_the_childs_faulthandler_quiet() -> None:
+    """Under a faulthandler (pytest enables one), the crashed child dumps no stacks into our stderr."""
+    import subprocess
+    import sys
+
+    script = (  # as pytest does: the handler writes to a duplicate of stderr, which the child keeps
+        "import faulthandler, os\n"
+        "faulthandler.enable(file=os.fdopen(os.dup(2), 'w'))\n"
+        "from pathlib import Path\n"
+        "from npupass.backends.ethos_u.vela import VelaConfig, VelaError, compile_vela\n"
+        f"data = Path({str(MODELS / 'cnn_int8.tflite')!r}).read_bytes()\n"
+        "try:\n"
+        "    compile_vela(data[: len(data) // 2], VelaConfig('ethos-u55-128'))\n"
+        "except VelaError as exc:\n"
+        "    print(exc)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert proc.stdout.startswith("Vela crashed (signal SIGSEGV)")
+    assert "Fatal Python error" not in proc.stderr and "Segmentation fault" not in proc.stderr

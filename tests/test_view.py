@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
+import pytest
 from rewrites import MODELS, load
 
 from npupass.passes import DEFAULT_PIPELINE, PassManager
@@ -249,3 +250,23 @@ def test_outputs_follow_symlinks(tmp_path: Path) -> None:
     link.symlink_to(target)
     assert npupass("view", MOBILENET, "--dot", str(link)).returncode == 0
     assert link.is_symlink() and target.read_text().startswith("digraph ")
+
+
+def test_svg_refuses_graphs_too_large_for_graphviz_at_once() -> None:
+    import time
+
+    from npupass.errors import NpupassError
+    from npupass.view.dot import MAX_SVG_OPS, check_svg_size
+
+    data = view_data(load("mobilenet_v2_035_96_int8"), "m")
+    check_svg_size(data)  # 65 ops: fine
+    sub = data["subgraphs"][0]
+    sub["ops"] = sub["ops"] * (MAX_SVG_OPS // len(sub["ops"]) + 1)
+    start = time.perf_counter()
+    with pytest.raises(NpupassError) as info:
+        check_svg_size(data)
+    assert time.perf_counter() - start < 1
+    assert str(info.value) == (
+        f"the graph has {len(sub['ops']):,} ops, too many for Graphviz's layout (at most {MAX_SVG_OPS:,}: it takes "
+        "minutes beyond that); use --html, which draws any size"
+    )

@@ -21,7 +21,7 @@ from npupass.ir.graph import Model
 from npupass.passes import PassManager, PassVerificationError, PipelineResult
 from npupass.passes.manager import parse_pipeline
 from npupass.passes.policy import default_pipeline as _default_pipeline
-from npupass.passes.policy import extend_pipeline, extend_spec
+from npupass.passes.policy import extend_pipeline, extend_spec, pipeline_options
 from npupass.verify import Comparison, Tolerance
 
 ModelSource = Model | str | os.PathLike[str]
@@ -86,6 +86,23 @@ def compile(
     if extend:
         names = extend_pipeline(_default_pipeline(ir, backend.needs), names)
     return backend.compile(ir, parsed, values, names or None, progress)
+
+
+def place(model: ModelSource, target: str, *, in_place: bool = False) -> tuple[Model, dict[Any, dict[str, str]]]:
+    """Where each op of the main graph would run on `target`, without compiling: the model after the
+    target's default pipeline, and {op: {"target": "NPU"|"CPU", "reason": ...}} from the backend's own
+    placement predicate, partitioned as its compile does (what `npupass view --target` draws)."""
+    from npupass.passes.partition import partition
+
+    backend, parsed = find_target(target)
+    predicate = backend.placement(parsed)
+    if predicate is None:
+        raise NpupassError(f"target {parsed.name} does not predict placement")
+    ir = _model(model, in_place)
+    names = _default_pipeline(ir, backend.needs)
+    if names:
+        PassManager(names, options=pipeline_options(names, backend.needs)).run(ir)
+    return ir, partition(ir.main, predicate).view_placement()
 
 
 @dataclass
@@ -240,6 +257,7 @@ __all__ = [
     "convert",
     "default_pipeline",
     "load",
+    "place",
     "targets",
     "verify",
 ]

@@ -28,6 +28,20 @@ def _target_families() -> str:
     return _families(backends())
 
 
+def _default_pipelines() -> str:
+    """Each backend's default pipeline as `npupass compile --help` states it (from its TargetNeeds)."""
+    from npupass.passes.policy import CANONICALIZE, FOLD_FAKE_QUANT
+
+    texts = []
+    for backend in backends():
+        needs = backend.needs
+        names = ",".join(CANONICALIZE) if needs.canonicalize == "always" else "[" + ",".join(CANONICALIZE) + "]"
+        names += f",[{FOLD_FAKE_QUANT}]" if needs.integer else ""
+        names += "".join(f",{n}" for n in needs.then)
+        texts.append(f"{backend.name}: {names}")
+    return "; ".join(texts) + " ([...]: when the model needs it)"
+
+
 def _add_backend_options(parser: argparse.ArgumentParser) -> None:
     """One argument group per backend, built from the options it declares."""
     seen: set[str] = set()
@@ -71,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     info = sub.add_parser("info", help="summarize a model: ops, tensors, parameters, quantization")
-    info.add_argument("model", help="a .tflite file")
+    info.add_argument("model", help="a .tflite or .onnx model")
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
     info.add_argument(
         "--max-ops", type=int, default=200, metavar="N", help="ops to list in the table (0: all; default 200)"
@@ -141,8 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--passes",
         metavar="LIST",
         help="run these passes instead of the target's default pipeline; a LIST starting with '+' "
-        "(+encode-clusters) extends the default. Ethos-U's default: fold-batch-norm,fuse-activations,"
-        "[fold-fake-quant,]encode-clusters",
+        f"(+encode-clusters) extends the default. Default pipelines: {_default_pipelines()}",
     )
     comp.add_argument("--add-passes", metavar="LIST", help="run these passes after the target's default pipeline")
     comp.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -170,8 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     passes.set_defaults(func=cmd_passes)
 
     view = sub.add_parser("view", help="show a model: terminal, JSON, offline HTML, DOT or SVG")
-    view.add_argument("model", help="a .tflite file")
+    view.add_argument("model", help="a .tflite or .onnx model")
     view.add_argument("--passes", metavar="LIST", help="show the model after these passes")
+    view.add_argument(
+        "--target",
+        help="show where each op would run on this target (NPU/CPU and why), after its default pipeline, "
+        "without compiling",
+    )
     view.add_argument("--diff", action="store_true", help="with --passes: show what the passes changed")
     view.add_argument("--metrics", metavar="FILE", help='JSON {"op name": {"metric": number}} to show and colour by')
     view.add_argument("--html", metavar="OUT", help="write one self-contained HTML page (works offline)")
@@ -189,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--html", metavar="OUT", help="write B as an HTML page with the changes marked")
     diff.set_defaults(func=cmd_diff)
 
-    verify = sub.add_parser("verify", help="compare two TFLite models on seeded inputs in LiteRT")
+    verify = sub.add_parser("verify", help="compare two models on seeded inputs: TFLite in LiteRT, ONNX in onnxruntime")
     verify.add_argument("a", help="the reference model")
     verify.add_argument("b", help="the model to check")
     verify.add_argument("--samples", type=_positive, default=3, help="number of seeded inputs (default 3)")

@@ -229,7 +229,7 @@ def _load_metrics(path: str) -> dict[str, dict[str, float]]:
 
 def _write_view_outputs(args: argparse.Namespace, data: dict[str, Any], console: Console) -> None:
     from npupass.fileio import atomic_write
-    from npupass.view.dot import to_dot, to_svg
+    from npupass.view.dot import check_svg_size, to_dot, to_svg
 
     if args.html:
         from npupass.view.html import write_html
@@ -240,6 +240,7 @@ def _write_view_outputs(args: argparse.Namespace, data: dict[str, Any], console:
         atomic_write(Path(args.dot), [to_dot(data).encode()])
         console.print(f"wrote {args.dot}")
     if args.svg:
+        check_svg_size(data)
         dot_text = to_dot(data)
         try:
             svg = to_svg(dot_text)
@@ -261,6 +262,8 @@ def cmd_view(args: argparse.Namespace) -> int:
 
     if args.diff and not args.passes:
         raise NpupassError("--diff needs --passes (or use `npupass diff A B` for two files)")
+    if args.target and args.passes:
+        raise NpupassError("--target runs the target's own pipeline; it excludes --passes")
     metrics = _load_metrics(args.metrics) if args.metrics else None
     model = npupass.load(args.model)
     title = args.model
@@ -271,7 +274,19 @@ def cmd_view(args: argparse.Namespace) -> int:
         title = f"{args.model} after {args.passes}"
         if before is not None:
             diff, changed = diff_models(before, model, args.model, title)
-    data = view_data(model, title, metrics=metrics, changed=changed, diff=diff)
+    placement = None
+    if args.target:
+        model, placement = npupass.place(model, args.target, in_place=True)
+        title = f"{args.model} on {args.target} (predicted placement, not compiled)"
+    data = view_data(
+        model,
+        title,
+        placement=placement,
+        metrics=metrics,
+        changed=changed,
+        diff=diff,
+        colour="placement" if placement else None,
+    )
     console = make_console()
     if args.json:
         print_json(data)

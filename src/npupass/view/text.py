@@ -106,7 +106,7 @@ def render(console: Console, data: dict[str, Any], max_ops: int = 0) -> None:
             ]
             if has_placement:
                 p = op["placement"]
-                row.append(f"{p['target']}: {p['reason']}" if p else "")
+                row.append((f"{p['target']}: {p['reason']}" if p["reason"] else p["target"]) if p else "")
             if has_change:
                 rules = ", ".join((op["provenance"] or {}).get("rules", []))
                 row.append(f"{op['change'] or ''} {rules}".strip())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import faulthandler
 import functools
 import io
 import multiprocessing
@@ -203,6 +204,9 @@ def _compile_in_this_process(tflite: bytes, setup: VelaSetup) -> dict[str, Any]:
 
 
 def _child(tflite: bytes, setup: VelaSetup, log_path: str, conn: Any) -> None:
+    # A crash here is reported by the parent as one line; a faulthandler the parent enabled (pytest does)
+    # would also dump every thread's stack into the parent's stderr.
+    faulthandler.disable()
     # Regor prints warnings from C++ straight to file descriptors 1 and 2: catch them for the report
     fd = os.open(log_path, os.O_WRONLY)
     os.dup2(fd, 1)
