@@ -111,3 +111,47 @@ def test_explain_and_preservation_in_the_report(tmp_path: Path, capsys: Any) -> 
     stages = report["preservation"]["stages"]
     assert stages[0] == "input" and stages[-1] == "encode-clusters" and report["preservation"]["problems"] == []
     assert "Preservation (zeros, distinct values, most per channel)" in text
+
+
+def test_the_wide_cluster_tolerance_only_where_litert_checks_it() -> None:
+    """An ONNX import is not run in LiteRT by the compile: encode-clusters keeps its own tolerance there;
+    an explicit tolerance stands and the report says which ran."""
+    onnx = npupass.compile(MODELS / "mbv2_qat_qdq.onnx", TARGET).report.to_dict()
+    assert onnx["encode_clusters_tolerance"] == 3.0 and onnx["accuracy"] == []
+    tflite = npupass.compile(MODELS / "pcqat_dscnn_int8.tflite", TARGET, options={"cluster_tolerance": 2.0})
+    assert tflite.report.to_dict()["encode_clusters_tolerance"] == 2.0
+
+
+def test_near_misses_and_unclustered_layers_say_what_was_found() -> None:
+    import numpy as np
+
+    from npupass.passes.encode_clusters import shared_palette
+
+    rng = np.random.default_rng(0)
+    palette = np.arange(-8, 9)  # 17 values with zero: 16 non-zero
+    near = np.concatenate([palette, [9]])  # one value too many
+    q = rng.choice(near, size=(4, 3, 3, 16)).astype(np.int8)
+    q[:, 0, 0, :2] = [[9, 8]] * 4  # every channel holds all 17 non-zero values
+    q[:, 0, 1, :16] = np.array([v for v in near if v][:16])
+    assert shared_palette(q, np.full(4, 0.01), 0, 16) == "17 distinct values per channel, limit 16"
+    assert not isinstance(shared_palette(q, np.full(4, 0.01), 0, 17), str)  # a larger max_values takes it
+    unclustered = rng.permutation(np.arange(-127, 128))[: 4 * 9].reshape(4, 3, 3, 1).astype(np.int8)
+    found = shared_palette(unclustered, np.full(4, 0.01), 0, 16)
+    distinct = np.unique(unclustered[unclustered != 0]).size
+    assert found == f"not clustered: {distinct} distinct values, hardly any weight repeats a value of its channel"
+
+
+def test_pass_options_from_the_cli(tmp_path: Path, capsys: Any) -> None:
+    src, out = str(MODELS / "pcqat_mobilenet_v2_035_96_int8.tflite"), str(tmp_path / "m.tflite")
+    base = ["convert", src, "-o", out, "--passes", "encode-clusters", "--json"]
+    assert main(base) == 0
+    default = json.loads(capsys.readouterr().out)["pipeline"]["passes"][0]["rewrites"]["shared-palette"]
+    assert main([*base, "--pass-option", "encode-clusters:max_values=24"]) == 0
+    wider = json.loads(capsys.readouterr().out)["pipeline"]["passes"][0]["rewrites"]["shared-palette"]
+    assert wider > default  # the near misses at 17..24 values are taken
+    assert main([*base, "--pass-option", "encode-clusters:bogus=1"]) == 2
+    assert capsys.readouterr().err == (
+        "npupass: error: pass encode-clusters has no option 'bogus' (its options: max_values, tolerance)\n"
+    )
+    assert main([*base, "--pass-option", "max_values=24"]) == 2
+    assert "write PASS:KEY=VALUE" in capsys.readouterr().err

@@ -155,13 +155,15 @@ def convert(
     progress: Callable[[str], None] | None = None,
     verify_progress: Callable[[int], None] | None = None,
     in_place: bool = False,
+    pass_options: dict[str, dict[str, Any]] | None = None,
 ) -> ConvertResult:
     """Run `passes` (default: what the model needs to be written, see `default_pipeline`) and return the model.
 
     `io` ("float" or "int8") is fold-fake-quant's boundary type. `verify` checks every pass in LiteRT when
     the source runs there, else compares the result with the source (onnxruntime for ONNX) on `samples`
     seeded inputs. `preservation` records zeros and distinct values of every weight after each pass.
-    A Model given is left untouched unless `in_place`.
+    A Model given is left untouched unless `in_place`. `pass_options` gives passes their options by
+    name ({"encode-clusters": {"max_values": 20}}).
     """
     start = time.perf_counter()
     ir = _model(model, in_place) if isinstance(model, Model) else load(model, keep_nchw_io=keep_nchw_io)
@@ -170,7 +172,9 @@ def convert(
     names = _names(passes) or _default_pipeline(ir)
     result = ConvertResult(ir)
     if names:
-        result = _run_passes(ir, names, io, verify and runs_in_litert, samples, seed, preservation, check, progress)
+        result = _run_passes(
+            ir, names, io, verify and runs_in_litert, samples, seed, preservation, check, progress, pass_options
+        )
         if result.failure is not None:
             result.seconds = time.perf_counter() - start
             return result
@@ -194,14 +198,16 @@ def _run_passes(
     preservation: bool,
     check: bool,
     progress: Callable[[str], None] | None,
+    pass_options: dict[str, dict[str, Any]] | None = None,
 ) -> ConvertResult:
     from npupass.verify.passes import PassVerifier
 
-    options: dict[str, dict[str, Any]] = {}
+    options: dict[str, dict[str, Any]] = {name: dict(values) for name, values in (pass_options or {}).items()}
     if io:
         if "fold-fake-quant" not in names:
             raise NpupassError("io applies to fold-fake-quant, which is not in the pipeline")
-        options["fold-fake-quant"] = {"io": io}
+        options.setdefault("fold-fake-quant", {})["io"] = io
+    _check_pass_options(options)
     manager = PassManager(names, options=options, check=check)
     verifier = PassVerifier(samples=samples, seed=seed) if verify else None
     observer: Any = verifier
@@ -218,6 +224,21 @@ def _run_passes(
     result.pass_checks = [c.to_json() for c in verifier.checks] if verifier else []
     result.preservation = report.to_json() if report is not None else None
     return result
+
+
+def _check_pass_options(options: dict[str, dict[str, Any]]) -> None:
+    """Each option names a parameter of its pass ("pass encode-clusters has no option 'x' (its options: ...)")."""
+    import inspect
+
+    from npupass.passes import PASSES
+
+    for name, values in options.items():
+        if name not in PASSES:
+            continue  # the PassManager names unknown passes
+        known = [p for p in inspect.signature(PASSES[name].__init__).parameters if p not in ("self", "options")]
+        for key in values:
+            if key not in known:
+                raise NpupassError(f"pass {name} has no option '{key}' (its options: {', '.join(known) or 'none'})")
 
 
 def _compare_with_source(

@@ -134,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("--samples", type=_positive, default=3, help="seeded inputs for --verify (default 3)")
     convert.add_argument("--seed", type=int, default=0, help="first seed for --verify (default 0)")
+    convert.add_argument(
+        "--pass-option",
+        action="append",
+        default=[],
+        metavar="PASS:KEY=VALUE",
+        help="an option of a pass in --passes, e.g. encode-clusters:max_values=20 or encode-sparsity:fp16=true "
+        "(repeatable; `npupass passes` names the passes)",
+    )
     convert.add_argument("--json", action="store_true", help="print the result as JSON")
     convert.add_argument(
         "--preservation",

@@ -66,9 +66,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
         raise NpupassError(f"{flag} needs --passes")
     if args.io and passes and "fold-fake-quant" not in [n.strip() for n in passes.split(",")]:
         raise NpupassError("--io applies to fold-fake-quant, which is not in --passes")
+    pass_options = parse_pass_options(args.pass_option)
+    if pass_options and not passes:
+        raise NpupassError("--pass-option needs --passes")
     with spinner("running passes") as update, progress_bar("verifying", args.samples) as verifying:
         converted = npupass.convert(
             model,
+            pass_options=pass_options,
             passes=passes or None,
             io=args.io,
             verify=args.verify,
@@ -121,6 +125,23 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if converted.comparison is not None:
         render_comparison(console, converted.comparison.to_json(), str(src), str(out))
     return status
+
+
+def parse_pass_options(texts: list[str]) -> dict[str, dict[str, Any]]:
+    """["encode-clusters:max_values=20", ...] -> {"encode-clusters": {"max_values": 20}} (values as JSON
+    numbers or true/false, else strings)."""
+    options: dict[str, dict[str, Any]] = {}
+    for text in texts:
+        name, colon, rest = text.partition(":")
+        key, equals, value = rest.partition("=")
+        if not (colon and equals and name.strip() and key.strip()):
+            raise NpupassError(f"--pass-option '{text}': write PASS:KEY=VALUE, e.g. encode-clusters:max_values=20")
+        try:
+            parsed: Any = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        options.setdefault(name.strip(), {})[key.strip().replace("-", "_")] = parsed
+    return options
 
 
 def _provenance(model: Any) -> list[dict[str, Any]]:

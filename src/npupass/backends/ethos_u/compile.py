@@ -151,7 +151,10 @@ def _run_pipeline(
     return pipeline, observer, preservation
 
 
-def _encode_problem(observer: LossyPassObserver) -> str | None:
+def _encode_problem(observer: LossyPassObserver | None) -> str | None:
+    """Why encode-clusters' wide tolerance cannot stand: it moved the outputs too far, or nothing could check."""
+    if observer is None or observer.verifier is None:
+        return "the outputs could not be checked in LiteRT"
     return next((c["problem"] for c in observer.checks() if c["pass"] == ENCODE and c["problem"]), None)
 
 
@@ -173,9 +176,13 @@ def compile_ethos_u(
     refuse_float(model)
     names = passes or default_pipeline(model, NEEDS)
     tolerance = CLUSTER_TOLERANCE if cluster_tolerance is None else cluster_tolerance
-    before = copy.deepcopy(model) if ENCODE in names and tolerance > DEFAULT_TOLERANCE else None
+    # the default's wide tolerance only where LiteRT checks it (an explicit --cluster-tolerance stands)
+    wide = cluster_tolerance is None and ENCODE in names and tolerance > DEFAULT_TOLERANCE
+    if wide and model.source_format != "tflite":
+        tolerance, wide = DEFAULT_TOLERANCE, False
+    before = copy.deepcopy(model) if wide else None
     pipeline, observer, preservation = _run_pipeline(model, names, max_cluster_values, tolerance)
-    if before is not None and observer is not None and _encode_problem(observer) is not None:
+    if before is not None and _encode_problem(observer) is not None:
         # the wide tolerance moved the outputs beyond what encode-clusters declares: redo it the exact way
         model.__dict__.update(before.__dict__)
         pipeline, observer, preservation = _run_pipeline(model, names, max_cluster_values, DEFAULT_TOLERANCE)
