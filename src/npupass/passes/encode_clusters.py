@@ -61,21 +61,26 @@ def shared_palette(
     the usual rounding slack, then wider ones up to `tolerance` for layers whose values per channel pin
     the alignment less well: a wider slack merges values further apart, which moves the outputs more)."""
     result: Palette | str = ""
-    for slack in [s for s in SLACKS if s < tolerance] + [tolerance]:
-        result = _shared_palette(q, scales, axis, max_values, slack)
-        if isinstance(result, Palette):
-            return result
+    distinct = channel_values(q, axis)
+    slacks = [s for s in SLACKS if s < tolerance] + [tolerance]
+    if _unclustered(q, axis, distinct) is not None:
+        slacks = slacks[:1]  # nothing repeats: a wider slack would only merge unrelated values
+    for slack in slacks:
+        result = _shared_palette(q, scales, axis, max_values, slack, distinct)
+        if isinstance(result, Palette) or result.startswith("not clustered") or "per channel, limit" in result:
+            return result  # a palette, or a verdict no slack changes
     return result
 
 
-def _shared_palette(q: np.ndarray, scales: np.ndarray, axis: int, max_values: int, slack: float) -> Palette | str:
-    """One attempt of shared_palette.
+def _shared_palette(
+    q: np.ndarray, scales: np.ndarray, axis: int, max_values: int, slack: float, distinct: list[np.ndarray]
+) -> Palette | str:
+    """One attempt of shared_palette (`distinct`: channel_values of q).
 
     Each channel is aligned to the union of the channels aligned before it: a candidate factor maps
     one of its largest values onto a value of the union (same sign), and the factor that lands the
     most of its values within rounding (half a step each side) of union values wins."""
     channels = q.shape[axis]
-    distinct = channel_values(q, axis)
     most = max((v.size for v in distinct), default=0)
     if most == 0:
         return "all weights are zero"

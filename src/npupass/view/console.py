@@ -215,6 +215,8 @@ def render_comparison(console: Console, comparison: dict[str, Any], a: str, b: s
 
 def render_preservation(console: Console, report: dict[str, Any]) -> None:
     """One row per weight (PreservationReport.to_json()): zeros / distinct values / most in one channel, per stage."""
+    from npupass.view.names import short_name
+
     table = Table(title="Preservation (zeros, distinct values, most per channel)", title_justify="left")
     table.add_column("weight")
     for stage in report["stages"]:
@@ -223,7 +225,7 @@ def render_preservation(console: Console, report: dict[str, Any]) -> None:
         cells = []
         for s in weight["stages"]:
             cells.append("-" if s is None else f"{s['zeros']:.0%} {s['unique']}/{s['unique_per_channel_max'] or '-'}")
-        table.add_row(weight["op"], *cells)
+        table.add_row(_shorten_quoted(weight["op"], short_name), *cells)
     console.print(table)
     for problem in report["problems"]:
         console.print(f"[red]not preserved[/red]: {problem}")
