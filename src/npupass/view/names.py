@@ -10,7 +10,7 @@ import re
 # FusedBatchNormV3, convolution, depthwise, add_1 ...
 _GENERIC = re.compile(
     r"^([A-Z][A-Za-z0-9]*|convolution|depthwise|batchnorm|add|mul|sub|mean|truediv|(re)?shape|squeeze|concat|pad|"
-    r"clip_by_value|transpose|BiasAdd|MatMul|kernel|bias|Identity|y|resource)(_\d+)?(:\d+)?$"
+    r"clip_by_value|transpose|BiasAdd|MatMul|kernel|bias|Identity|y|resource|pad|quantized)(_\d+)?(:\d+)?$"
 )
 MAX_SHORT = 40
 
@@ -18,7 +18,8 @@ MAX_SHORT = 40
 def short_name(name: str, limit: int = MAX_SHORT) -> str:
     """`model/block_1_expand_relu/Relu6;...` -> `block_1_expand_relu` (at most `limit` characters)."""
     first = name.split(";", 1)[0].strip()
-    parts = [p for p in first.split("/") if p]
+    # ONNX exporters name a tensor after the node that makes it: "/stem/stem.0/Conv_output_0"
+    parts = [re.sub(r"_output_\d+$", "", p) for p in first.split("/") if p]
     if not parts:
         return _clip(name, limit)
     meaningful = [p for p in parts if not _GENERIC.match(p)]
