@@ -28,7 +28,9 @@ QAT = MODELS / "qat_cnn_fq.tflite"
 
 def without_timings(data: object) -> object:
     if isinstance(data, dict):
-        return {k: without_timings(v) for k, v in data.items() if k not in ("seconds", "input", "output", "report")}
+        return {
+            k: without_timings(v) for k, v in data.items() if k not in ("seconds", "input", "output", "report", "html")
+        }
     if isinstance(data, list):
         return [without_timings(v) for v in data]
     return data
@@ -45,9 +47,9 @@ def test_compile_returns_the_report_and_files_and_writes_nothing(
     assert result.report.npu_ops == data["ops"]["total"] == 8
     assert result.report.cycles == data["performance"]["total_cycles"] > 0
     assert result.report.inference_seconds == data["performance"]["inference_seconds"] > 0
-    assert sorted(result.artifacts) == ["qat_cnn_fq_vela.tflite", "report.json"]
+    assert sorted(result.artifacts) == ["qat_cnn_fq_vela.tflite", "report.html", "report.json"]
     written = result.write(tmp_path / "out")
-    assert sorted(p.name for p in written) == ["qat_cnn_fq_vela.tflite", "report.json"]
+    assert sorted(p.name for p in written) == ["qat_cnn_fq_vela.tflite", "report.html", "report.json"]
     on_disk = json.loads((tmp_path / "out" / "report.json").read_text())
     assert on_disk == result.report.to_dict()
     assert on_disk["output"] == str(tmp_path / "out" / "qat_cnn_fq_vela.tflite")
@@ -88,8 +90,8 @@ def test_options_are_checked_against_the_target() -> None:
     with pytest.raises(npupass.errors.NpupassError) as err:
         npupass.compile(QAT, "ethos-u55-128", options={"fp16": True})
     assert str(err.value) == (
-        "target ethos-u55-128 has no option 'fp16' (its options: config, system_config, memory_mode, optimise, emit, "
-        "c_section)"
+        "target ethos-u55-128 has no option 'fp16' (its options: config, system_config, memory_mode, optimise, "
+        "max_cluster_values, cluster_tolerance, emit, c_section)"
     )
     with pytest.raises(npupass.errors.NpupassError, match="unknown target 'ethos-u55-100': Ethos-U55 comes as"):
         npupass.compile(QAT, "ethos-u55-100")
@@ -112,8 +114,8 @@ def test_default_pipeline_is_decided_from_the_model() -> None:
     assert npupass.default_pipeline(int8) == []  # a plain conversion keeps a converter's model as it is
     assert npupass.default_pipeline(qat) == []
     assert npupass.default_pipeline(qdq) == around(*canonical, "fold-fake-quant")
-    assert npupass.default_pipeline(qat, "ethos-u55-128") == around(*canonical, "fold-fake-quant")
-    assert npupass.default_pipeline(int8, "ethos-u55-128") == around(*canonical)
+    assert npupass.default_pipeline(qat, "ethos-u55-128") == around(*canonical, "fold-fake-quant", "encode-clusters")
+    assert npupass.default_pipeline(int8, "ethos-u55-128") == around(*canonical, "encode-clusters")
     assert npupass.default_pipeline(int8, "ethos-n78") == around("legalize-ethos-n")
     assert npupass.default_pipeline(qat, "ethos-n78") == around(*canonical, "fold-fake-quant", "legalize-ethos-n")
     assert npupass.default_pipeline(qdq, "xnnpack") == around(*canonical, "encode-sparsity")

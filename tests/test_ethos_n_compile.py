@@ -45,7 +45,10 @@ def test_compile_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     ]
 
 
-def test_compile_terminal_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_compile_terminal_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # piped output is 120 columns by default: the reasons would wrap
     assert main(["compile", str(FIXTURE), "--target", "ethos-n78-1TOPS_2PLE_RATIO", "-o", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "Ethos-N78 1TOPS_2PLE_RATIO" in out

@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
+import pytest
 from rewrites import MODELS, load
 
 from npupass.passes import DEFAULT_PIPELINE, PassManager
@@ -32,7 +33,19 @@ def test_terminal_view_lists_every_op() -> None:
     proc = npupass("view", MOBILENET)
     assert proc.returncode == 0, proc.stderr
     assert "subgraph 0 'main': 65 ops" in proc.stdout
-    assert "per-axis[0] x16" in proc.stdout  # per-channel weights shown compactly
+
+
+def test_terminal_view_fits_120_columns_one_line_per_op() -> None:
+    """The 65-op QAT MobileNetV2, piped at 120 columns: one line per op, short names, nothing wider."""
+    proc = npupass("view", str(MODELS / "qat_mobilenet_v2_035_96_int8.tflite"), env=dict(os.environ, COLUMNS="120"))
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0 and len(lines) <= 150 and max(map(len, lines)) <= 120
+    rows = [line for line in lines if line.startswith("│")]
+    assert len(rows) == 65
+    assert "│ quant_Conv1_relu " in proc.stdout  # not "mobilenetv2_0.35_96/quant_Conv1_relu/Relu6;..."
+    full = json.loads(npupass("view", str(MODELS / "qat_mobilenet_v2_035_96_int8.tflite"), "--json").stdout)
+    names = [op["name"] for op in full["subgraphs"][0]["ops"]]
+    assert any(name.startswith("mobilenetv2_0.35_96/quant_block_1_expand_relu/") for name in names)
 
 
 def test_json_view_is_the_ir() -> None:
@@ -202,8 +215,20 @@ def test_diff_sees_rewiring_shapes_and_other_subgraphs() -> None:
     assert {e.get("subgraph") for e in diff["removed"] + diff["added"]} == {1}
 
 
+def test_diff_summary_by_default_full_list_with_full() -> None:
+    """One conversion (QAT MobileNetV2 fake-quant export -> the converter's int8): a summary of counts by
+    kind and op type, at most 40 lines; --full lists every op."""
+    a, b = str(MODELS / "qat_mobilenet_v2_035_96_fq.tflite"), str(MODELS / "qat_mobilenet_v2_035_96_int8.tflite")
+    proc = npupass("diff", a, b, env=dict(os.environ, COLUMNS="120"))
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 1 and len(lines) <= 40
+    assert "removed: 118 QUANTIZE, 118 DEQUANTIZE" in lines
+    full = npupass("diff", a, b, "--full").stdout.splitlines()
+    assert sum(1 for line in full if line.startswith("removed ")) == 236
+
+
 def test_diff_text_lines(tmp_path: Path) -> None:
-    proc = npupass("diff", str(MODELS / "qat_cnn_fq.tflite"), str(MODELS / "qat_cnn_int8.tflite"))
+    proc = npupass("diff", str(MODELS / "qat_cnn_fq.tflite"), str(MODELS / "qat_cnn_int8.tflite"), "--full")
     starts = [line.split()[0] for line in proc.stdout.splitlines()[1:] if line.split()]
     assert "removed" in starts and "changed" in starts
     assert not {"remove", "adde", "change"} & set(starts)
@@ -225,3 +250,23 @@ def test_outputs_follow_symlinks(tmp_path: Path) -> None:
     link.symlink_to(target)
     assert npupass("view", MOBILENET, "--dot", str(link)).returncode == 0
     assert link.is_symlink() and target.read_text().startswith("digraph ")
+
+
+def test_svg_refuses_graphs_too_large_for_graphviz_at_once() -> None:
+    import time
+
+    from npupass.errors import NpupassError
+    from npupass.view.dot import MAX_SVG_OPS, check_svg_size
+
+    data = view_data(load("mobilenet_v2_035_96_int8"), "m")
+    check_svg_size(data)  # 65 ops: fine
+    sub = data["subgraphs"][0]
+    sub["ops"] = sub["ops"] * (MAX_SVG_OPS // len(sub["ops"]) + 1)
+    start = time.perf_counter()
+    with pytest.raises(NpupassError) as info:
+        check_svg_size(data)
+    assert time.perf_counter() - start < 1
+    assert str(info.value) == (
+        f"the graph has {len(sub['ops']):,} ops, too many for Graphviz's layout (at most {MAX_SVG_OPS:,}: it takes "
+        "minutes beyond that); use --html, which draws any size"
+    )

@@ -339,3 +339,51 @@ def test_data_block_round_trips(model: Model) -> None:
     assert "<" not in block and ">" not in block and "&" not in block
     expected = json.loads(json.dumps(data, default=str).replace("NaN", '"nan"'))
     assert json.loads(block) == expected
+
+
+NPU_FILL, CPU_FILL = "#8fd19e", "#f5b27a"  # viewer.js PLACEMENT_COLOURS
+
+
+def test_compile_report_page_colours_ops_by_where_vela_placed_them(
+    open_page: Callable[[Path], Session], tmp_path: Path
+) -> None:
+    """`npupass compile` writes report.html: it opens coloured by placement, each op's colour is the device
+    report.json gives it, NPU runs are outlined as partitions, a CPU op's panel gives Vela's reason."""
+    from npupass.cli import main
+
+    assert (
+        main(["compile", str(MODEL.parent / "cpu_ops_int8.tflite"), "--target", "ethos-u55-128", "-o", str(tmp_path)])
+        == 0
+    )
+    report = json.loads((tmp_path / "report.json").read_text())
+    devices = [row["device"] for row in report["layers"]]
+    assert devices.count("CPU") == report["ops"]["cpu"] == 2
+    s = open_page(tmp_path / "report.html")
+    page = s.page
+    assert page.locator("#np-colour").input_value() == "placement"
+    assert fills(page) == [NPU_FILL if d == "NPU" else CPU_FILL for d in devices]
+    assert page.locator("#np-parts .part").count() == report["ops"]["npu_partitions"] == 3
+    page.click("#np-fit")
+    png = page.screenshot()
+    seen = png_colours(png)
+    for colour in (NPU_FILL, CPU_FILL):
+        assert bytes.fromhex(colour[1:]) in {c[:3] for c in seen}, f"{colour} not drawn"
+    cpu = devices.index("CPU")
+    page.click(f'.node[data-id="{cpu}"]')
+    panel = page.inner_text("#np-panel")
+    assert "CPU" in panel and "L2_NORMALIZATION is not an operator Vela runs on Ethos-U55" in panel
+    page.select_option("#np-colour", "metric:cycles")  # the per-layer cycles colour the NPU ops
+    assert len(set(fills(page))) > 2
+    assert s.errors == []
+
+
+def test_view_target_draws_the_predicted_placement(open_page: Callable[[Path], Session], tmp_path: Path) -> None:
+    from npupass.cli import main
+
+    out = tmp_path / "placed.html"
+    assert (
+        main(["view", str(MODEL.parent / "cpu_ops_int8.tflite"), "--target", "ethos-u55-128", "--html", str(out)]) == 0
+    )
+    page = open_page(out).page
+    assert page.locator("#np-colour").input_value() == "placement"
+    assert fills(page).count(CPU_FILL) == 2 and page.locator("#np-parts .part").count() == 3

@@ -8,7 +8,7 @@ result.write("out/")
 
 __version__ = "0.1.0"
 
-from npupass.api import ConvertResult, compile, convert, default_pipeline, load, targets, verify
+from npupass.api import ConvertResult, compile, convert, default_pipeline, load, place, targets, verify
 from npupass.backends.base import Backend, CompileResult, Option, Report, Target, register
 from npupass.ir.graph import Model
 from npupass.verify.compare import Comparison, Tolerance
@@ -28,6 +28,7 @@ __all__ = [
     "convert",
     "default_pipeline",
     "load",
+    "place",
     "register",
     "targets",
     "verify",

@@ -21,6 +21,7 @@ from npupass.ir.graph import Model
 from npupass.passes import PassManager, PassVerificationError, PipelineResult
 from npupass.passes.manager import parse_pipeline
 from npupass.passes.policy import default_pipeline as _default_pipeline
+from npupass.passes.policy import extend_pipeline, extend_spec, pipeline_options
 from npupass.verify import Comparison, Tolerance
 
 ModelSource = Model | str | os.PathLike[str]
@@ -76,7 +77,8 @@ def compile(
 ) -> CompileResult:
     """Compile a model (a path, or a Model, left untouched unless `in_place`) for `target` (see `targets()`).
 
-    `passes` replaces the target's default pipeline; `options` are the target's options by name
+    `passes` replaces the target's default pipeline, or extends it when it starts with "+"
+    ("+encode-clusters"); `options` are the target's options by name
     (e.g. {"system_config": "Ethos_U55_High_End_Embedded"}); `calibration` quantizes a float Keras model.
     Returns the report and the files, unwritten.
     """
@@ -88,12 +90,32 @@ def compile(
         valid = ", ".join(known) or "none"
         raise NpupassError(f"target {parsed.name} has no option '{unknown[0]}' (its options: {valid})")
     values = {name: given.get(name, o.default) for name, o in known.items()}
-    names = _names(passes)  # an unknown pass fails before the model is read
+    extend, names = extend_spec(passes) if passes else (False, [])
+    names = parse_pipeline(names) if names else []  # an unknown pass fails before the model is read
     if isinstance(model, Model):
         ir = model if in_place else copy.deepcopy(model)
     else:
         ir = load(model, calibration=calibration, integer=backend.needs.integer)
-    return backend.compile(ir, parsed, values, names, progress)
+    if extend:
+        names = extend_pipeline(_default_pipeline(ir, backend.needs), names)
+    return backend.compile(ir, parsed, values, names or None, progress)
+
+
+def place(model: ModelSource, target: str, *, in_place: bool = False) -> tuple[Model, dict[Any, dict[str, str]]]:
+    """Where each op of the main graph would run on `target`, without compiling: the model after the
+    target's default pipeline, and {op: {"target": "NPU"|"CPU", "reason": ...}} from the backend's own
+    placement predicate, partitioned as its compile does (what `npupass view --target` draws)."""
+    from npupass.passes.partition import partition
+
+    backend, parsed = find_target(target)
+    predicate = backend.placement(parsed)
+    if predicate is None:
+        raise NpupassError(f"target {parsed.name} does not predict placement")
+    ir = _model(model, in_place)
+    names = _default_pipeline(ir, backend.needs)
+    if names:
+        PassManager(names, options=pipeline_options(names, backend.needs)).run(ir)
+    return ir, partition(ir.main, predicate).view_placement()
 
 
 @dataclass
@@ -146,13 +168,15 @@ def convert(
     progress: Callable[[str], None] | None = None,
     verify_progress: Callable[[int], None] | None = None,
     in_place: bool = False,
+    pass_options: dict[str, dict[str, Any]] | None = None,
 ) -> ConvertResult:
     """Run `passes` (default: what the model needs to be written, see `default_pipeline`) and return the model.
 
     `io` ("float" or "int8") is fold-fake-quant's boundary type. `verify` checks every pass in LiteRT when
     the source runs there, else compares the result with the source (onnxruntime for ONNX) on `samples`
     seeded inputs. `preservation` records zeros and distinct values of every weight after each pass.
-    A Model given is left untouched unless `in_place`.
+    A Model given is left untouched unless `in_place`. `pass_options` gives passes their options by
+    name ({"encode-clusters": {"max_values": 20}}).
     """
     start = time.perf_counter()
     ir = _model(model, in_place) if isinstance(model, Model) else load(model, keep_nchw_io=keep_nchw_io)
@@ -161,7 +185,9 @@ def convert(
     names = _names(passes) or _default_pipeline(ir)
     result = ConvertResult(ir)
     if names:
-        result = _run_passes(ir, names, io, verify and runs_in_litert, samples, seed, preservation, check, progress)
+        result = _run_passes(
+            ir, names, io, verify and runs_in_litert, samples, seed, preservation, check, progress, pass_options
+        )
         if result.failure is not None:
             result.seconds = time.perf_counter() - start
             return result
@@ -185,14 +211,16 @@ def _run_passes(
     preservation: bool,
     check: bool,
     progress: Callable[[str], None] | None,
+    pass_options: dict[str, dict[str, Any]] | None = None,
 ) -> ConvertResult:
     from npupass.verify.passes import PassVerifier
 
-    options: dict[str, dict[str, Any]] = {}
+    options: dict[str, dict[str, Any]] = {name: dict(values) for name, values in (pass_options or {}).items()}
     if io:
         if "fold-fake-quant" not in names:
             raise NpupassError("io applies to fold-fake-quant, which is not in the pipeline")
-        options["fold-fake-quant"] = {"io": io}
+        options.setdefault("fold-fake-quant", {})["io"] = io
+    _check_pass_options(options)
     manager = PassManager(names, options=options, check=check)
     verifier = PassVerifier(samples=samples, seed=seed) if verify else None
     observer: Any = verifier
@@ -209,6 +237,21 @@ def _run_passes(
     result.pass_checks = [c.to_json() for c in verifier.checks] if verifier else []
     result.preservation = report.to_json() if report is not None else None
     return result
+
+
+def _check_pass_options(options: dict[str, dict[str, Any]]) -> None:
+    """Each option names a parameter of its pass ("pass encode-clusters has no option 'x' (its options: ...)")."""
+    import inspect
+
+    from npupass.passes import PASSES
+
+    for name, values in options.items():
+        if name not in PASSES:
+            continue  # the PassManager names unknown passes
+        known = [p for p in inspect.signature(PASSES[name].__init__).parameters if p not in ("self", "options")]
+        for key in values:
+            if key not in known:
+                raise NpupassError(f"pass {name} has no option '{key}' (its options: {', '.join(known) or 'none'})")
 
 
 def _compare_with_source(
@@ -248,6 +291,7 @@ __all__ = [
     "convert",
     "default_pipeline",
     "load",
+    "place",
     "targets",
     "verify",
 ]

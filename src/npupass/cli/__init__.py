@@ -33,6 +33,20 @@ def _target_families() -> str:
     return _families(backends())
 
 
+def _default_pipelines() -> str:
+    """Each backend's default pipeline as `npupass compile --help` states it (from its TargetNeeds)."""
+    from npupass.passes.policy import CANONICALIZE, FOLD_FAKE_QUANT
+
+    texts = []
+    for backend in backends():
+        needs = backend.needs
+        names = ",".join(CANONICALIZE) if needs.canonicalize == "always" else "[" + ",".join(CANONICALIZE) + "]"
+        names += f",[{FOLD_FAKE_QUANT}]" if needs.integer else ""
+        names += "".join(f",{n}" for n in needs.then)
+        texts.append(f"{backend.name}: {names}")
+    return "; ".join(texts) + " ([...]: when the model needs it)"
+
+
 def _add_backend_options(parser: argparse.ArgumentParser) -> None:
     """One argument group per backend, built from the options it declares."""
     seen: set[str] = set()
@@ -76,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     info = sub.add_parser("info", help="summarize a model: ops, tensors, parameters, quantization")
-    info.add_argument("model", help="a .tflite file")
+    info.add_argument("model", help="a .tflite or .onnx model")
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
     info.add_argument(
         "--max-ops", type=int, default=200, metavar="N", help="ops to list in the table (0: all; default 200)"
@@ -125,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("--samples", type=_positive, default=3, help="seeded inputs for --verify (default 3)")
     convert.add_argument("--seed", type=int, default=0, help="first seed for --verify (default 0)")
+    convert.add_argument(
+        "--pass-option",
+        action="append",
+        default=[],
+        metavar="PASS:KEY=VALUE",
+        help="an option of a pass in --passes, e.g. encode-clusters:max_values=20 or encode-sparsity:fp16=true "
+        "(repeatable; `npupass passes` names the passes)",
+    )
     convert.add_argument("--json", action="store_true", help="print the result as JSON")
     convert.add_argument("--calibration", metavar="DATA", help=CALIBRATION_HELP)
     convert.add_argument(
@@ -143,9 +165,27 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("model", help="the input model, .tflite or .onnx (never modified)")
     comp.add_argument("--target", required=True, help="e.g. ethos-u55-128, ethos-n78, xnnpack")
     comp.add_argument("-o", "--output-dir", default="output", metavar="OUTDIR", help="where to write (default: output)")
-    comp.add_argument("--passes", metavar="LIST", help="run these passes instead of the target's default pipeline")
+    comp.add_argument(
+        "--passes",
+        metavar="LIST",
+        help="run these passes instead of the target's default pipeline; a LIST starting with '+' "
+        f"(+encode-clusters) extends the default. Default pipelines: {_default_pipelines()}",
+    )
+    comp.add_argument("--add-passes", metavar="LIST", help="run these passes after the target's default pipeline")
     comp.add_argument("--json", action="store_true", help="print the report as JSON")
     comp.add_argument("--calibration", metavar="DATA", help=CALIBRATION_HELP)
+    comp.add_argument("--explain", action="store_true", help="list every rewrite the passes declined, and why")
+    comp.add_argument(
+        "--preservation",
+        action="store_true",
+        help="per weight, zeros and distinct values before and after each pass (always in report.json)",
+    )
+    comp.add_argument(
+        "--per-layer-csv",
+        action="store_true",
+        help="also write OUTDIR/per_layer.csv: every TFLite op's cycles, share, MACs, MAC utilisation, bound, "
+        "device and CPU reasons",
+    )
     _add_backend_options(comp)
     comp.set_defaults(func=cmd_compile)
 
@@ -158,8 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     passes.set_defaults(func=cmd_passes)
 
     view = sub.add_parser("view", help="show a model: terminal, JSON, offline HTML, DOT or SVG")
-    view.add_argument("model", help="a .tflite file")
+    view.add_argument("model", help="a .tflite or .onnx model")
     view.add_argument("--passes", metavar="LIST", help="show the model after these passes")
+    view.add_argument(
+        "--target",
+        help="show where each op would run on this target (NPU/CPU and why), after its default pipeline, "
+        "without compiling",
+    )
     view.add_argument("--diff", action="store_true", help="with --passes: show what the passes changed")
     view.add_argument("--metrics", metavar="FILE", help='JSON {"op name": {"metric": number}} to show and colour by')
     view.add_argument("--html", metavar="OUT", help="write one self-contained HTML page (works offline)")
@@ -173,10 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("a", help="the model before")
     diff.add_argument("b", help="the model after")
     diff.add_argument("--json", action="store_true", help="print the difference as JSON")
+    diff.add_argument("--full", action="store_true", help="list every op and tensor that changed (default: a summary)")
     diff.add_argument("--html", metavar="OUT", help="write B as an HTML page with the changes marked")
     diff.set_defaults(func=cmd_diff)
 
-    verify = sub.add_parser("verify", help="compare two TFLite models on seeded inputs in LiteRT")
+    verify = sub.add_parser("verify", help="compare two models on seeded inputs: TFLite in LiteRT, ONNX in onnxruntime")
     verify.add_argument("a", help="the reference model")
     verify.add_argument("b", help="the model to check")
     verify.add_argument("--samples", type=_positive, default=3, help="number of seeded inputs (default 3)")

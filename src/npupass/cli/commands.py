@@ -17,12 +17,15 @@ from npupass.view.console import (
     print_json,
     progress_bar,
     render_comparison,
+    render_declines,
     render_info,
     render_pass_checks,
     render_pipeline,
     render_preservation,
+    render_preservation_summary,
     spinner,
 )
+from npupass.view.layers import layers_csv
 
 EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
 
@@ -64,9 +67,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
         raise NpupassError(f"{flag} needs --passes")
     if args.io and passes and "fold-fake-quant" not in [n.strip() for n in passes.split(",")]:
         raise NpupassError("--io applies to fold-fake-quant, which is not in --passes")
+    pass_options = parse_pass_options(args.pass_option)
+    if pass_options and not passes:
+        raise NpupassError("--pass-option needs --passes")
     with spinner("running passes") as update, progress_bar("verifying", args.samples) as verifying:
         converted = npupass.convert(
             model,
+            pass_options=pass_options,
             passes=passes or None,
             io=args.io,
             verify=args.verify,
@@ -124,6 +131,23 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return status
 
 
+def parse_pass_options(texts: list[str]) -> dict[str, dict[str, Any]]:
+    """["encode-clusters:max_values=20", ...] -> {"encode-clusters": {"max_values": 20}} (values as JSON
+    numbers or true/false, else strings)."""
+    options: dict[str, dict[str, Any]] = {}
+    for text in texts:
+        name, colon, rest = text.partition(":")
+        key, equals, value = rest.partition("=")
+        if not (colon and equals and name.strip() and key.strip()):
+            raise NpupassError(f"--pass-option '{text}': write PASS:KEY=VALUE, e.g. encode-clusters:max_values=20")
+        try:
+            parsed: Any = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        options.setdefault(name.strip(), {})[key.strip().replace("-", "_")] = parsed
+    return options
+
+
 def _provenance(model: Any) -> list[dict[str, Any]]:
     rows = []
     for index, graph in enumerate(model.subgraphs):
@@ -162,7 +186,7 @@ def cmd_passes(args: argparse.Namespace) -> int:
         return EXIT_OK
     console = make_console()
     for row in rows:
-        console.print(f"[bold]{row['name']}[/bold]  {row['summary']}")
+        console.print(f"[bold]{row['name']}[/bold]  {row['summary']}", soft_wrap=True)
     console.print(f"default pipeline: {DEFAULT_PIPELINE}")
     return EXIT_OK
 
@@ -176,7 +200,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
         return EXIT_OK
     console = make_console()
     for row in rows:
-        console.print(f"[bold]{row['name']}[/bold]  {row['description']}")
+        console.print(f"[bold]{row['name']}[/bold]  {row['description']}", soft_wrap=True)
     return EXIT_OK
 
 
@@ -230,7 +254,7 @@ def _load_metrics(path: str) -> dict[str, dict[str, float]]:
 
 def _write_view_outputs(args: argparse.Namespace, data: dict[str, Any], console: Console) -> None:
     from npupass.fileio import atomic_write
-    from npupass.view.dot import to_dot, to_svg
+    from npupass.view.dot import check_svg_size, to_dot, to_svg
 
     if args.html:
         from npupass.view.html import write_html
@@ -241,6 +265,7 @@ def _write_view_outputs(args: argparse.Namespace, data: dict[str, Any], console:
         atomic_write(Path(args.dot), [to_dot(data).encode()])
         console.print(f"wrote {args.dot}")
     if args.svg:
+        check_svg_size(data)
         dot_text = to_dot(data)
         try:
             svg = to_svg(dot_text)
@@ -262,6 +287,8 @@ def cmd_view(args: argparse.Namespace) -> int:
 
     if args.diff and not args.passes:
         raise NpupassError("--diff needs --passes (or use `npupass diff A B` for two files)")
+    if args.target and args.passes:
+        raise NpupassError("--target runs the target's own pipeline; it excludes --passes")
     metrics = _load_metrics(args.metrics) if args.metrics else None
     model = npupass.load(args.model)
     title = args.model
@@ -272,7 +299,19 @@ def cmd_view(args: argparse.Namespace) -> int:
         title = f"{args.model} after {args.passes}"
         if before is not None:
             diff, changed = diff_models(before, model, args.model, title)
-    data = view_data(model, title, metrics=metrics, changed=changed, diff=diff)
+    placement = None
+    if args.target:
+        model, placement = npupass.place(model, args.target, in_place=True)
+        title = f"{args.model} on {args.target} (predicted placement, not compiled)"
+    data = view_data(
+        model,
+        title,
+        placement=placement,
+        metrics=metrics,
+        changed=changed,
+        diff=diff,
+        colour="placement" if placement else None,
+    )
     console = make_console()
     if args.json:
         print_json(data)
@@ -293,7 +332,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if args.json:
         print_json(diff)
     else:
-        render_diff(make_console(), diff)
+        render_diff(make_console(), diff, full=args.full)
     if args.html:
         from npupass.view.html import write_html
 
@@ -314,18 +353,39 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if outdir.exists() and not outdir.is_dir():
         raise NpupassError(f"{outdir}: exists and is not a directory")
     options = {o.name: getattr(args, o.name) for o in backend.options}
+    if args.passes and args.add_passes:
+        raise NpupassError("--passes and --add-passes exclude each other (--passes +LIST extends the default)")
+    passes = "+" + args.add_passes if args.add_passes else args.passes
     with spinner(f"compiling for {target.name}") as update:
         result = npupass.compile(
             args.model,
             target.name,
-            passes=args.passes,
+            passes=passes,
             options=options,
             progress=update,
             calibration=args.calibration,
         )
+    data = result.report.to_dict()
+    if args.per_layer_csv:
+        if not data.get("layers"):
+            raise NpupassError(f"--per-layer-csv: target {target.name} gives no per-layer figures")
+        result.files["per_layer.csv"] = layers_csv(data["layers"])
     result.write(outdir)
     if args.json:
-        print_json(result.report.to_dict())
-    else:
-        backend.render(result.report, make_console())
+        print_json(data)
+        return EXIT_DIFFERENT if result.report.equivalent is False else EXIT_OK
+    console = make_console()
+    backend.render(result.report, console)
+    pipeline = data.get("passes") or data.get("pipeline")
+    if args.explain and isinstance(pipeline, dict):
+        render_declines(console, pipeline)
+    if data.get("preservation"):
+        if args.preservation:
+            render_preservation(console, data["preservation"])
+        else:
+            render_preservation_summary(console, data["preservation"])
+    if "html" in result.paths:
+        console.print(f"wrote {data.get('html')} (ops coloured by NPU/CPU; click one for its figures)")
+    if args.per_layer_csv:
+        console.print(f"wrote {outdir / 'per_layer.csv'}")
     return EXIT_DIFFERENT if result.report.equivalent is False else EXIT_OK

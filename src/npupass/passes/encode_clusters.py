@@ -31,7 +31,11 @@ from npupass.passes.pattern import WEIGHTED_OPS, new_constant
 
 PER_CHANNEL_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 TOP_VALUES = 4  # a channel's largest values anchor its alignment (least rounding error)
-SLACKS = (2.0, 3.0)  # times the half steps: rounding of the value plus that of the alignment
+VELA_PALETTE = 32  # Vela's weight compressor takes a palette of at most this many values per layer
+# How far (in the channel's weight steps, roughly) an aligned value may sit from a palette value and still
+# join it: the rounding of the value plus that of the alignment. Tried in turn, the smallest that works wins.
+SLACKS = (2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
+DEFAULT_TOLERANCE = 3.0
 
 
 @dataclass
@@ -50,31 +54,43 @@ def channel_values(q: np.ndarray, axis: int) -> list[np.ndarray]:
     return [np.unique(r[r != 0]).astype(np.int64) for r in rows]
 
 
-def shared_palette(q: np.ndarray, scales: np.ndarray, axis: int, max_values: int) -> Palette | str:
+def shared_palette(
+    q: np.ndarray, scales: np.ndarray, axis: int, max_values: int, tolerance: float = DEFAULT_TOLERANCE
+) -> Palette | str:
     """Per-channel scales and integers sharing one palette, or why the layer has none (tried with
-    the usual rounding slack, then a wider one for layers whose few values per channel pin the
-    alignment less well)."""
+    the usual rounding slack, then wider ones up to `tolerance` for layers whose values per channel pin
+    the alignment less well: a wider slack merges values further apart, which moves the outputs more)."""
     result: Palette | str = ""
-    for slack in SLACKS:
-        result = _shared_palette(q, scales, axis, max_values, slack)
-        if isinstance(result, Palette):
-            return result
+    distinct = channel_values(q, axis)
+    slacks = [s for s in SLACKS if s < tolerance] + [tolerance]
+    if _unclustered(q, axis, distinct) is not None:
+        slacks = slacks[:1]  # nothing repeats: a wider slack would only merge unrelated values
+    for slack in slacks:
+        result = _shared_palette(q, scales, axis, max_values, slack, distinct)
+        if isinstance(result, Palette) or result.startswith("not clustered") or "per channel, limit" in result:
+            return result  # a palette, or a verdict no slack changes
     return result
 
 
-def _shared_palette(q: np.ndarray, scales: np.ndarray, axis: int, max_values: int, slack: float) -> Palette | str:
-    """One attempt of shared_palette.
+def _shared_palette(
+    q: np.ndarray, scales: np.ndarray, axis: int, max_values: int, slack: float, distinct: list[np.ndarray]
+) -> Palette | str:
+    """One attempt of shared_palette (`distinct`: channel_values of q).
 
     Each channel is aligned to the union of the channels aligned before it: a candidate factor maps
     one of its largest values onto a value of the union (same sign), and the factor that lands the
     most of its values within rounding (half a step each side) of union values wins."""
     channels = q.shape[axis]
-    distinct = channel_values(q, axis)
     most = max((v.size for v in distinct), default=0)
     if most == 0:
         return "all weights are zero"
     if most > max_values:
-        return f"not clustered: up to {most} values per channel (more than {max_values})"
+        unclustered = _unclustered(q, axis, distinct)
+        if unclustered is not None:
+            return unclustered
+        if most <= VELA_PALETTE:  # a near miss: a larger max_values takes it, and Vela still palettes it
+            return f"{most} distinct values per channel, limit {max_values}"
+        return f"not clustered: {most} distinct values per channel"
     order = sorted(range(channels), key=lambda c: (-distinct[c].size, -int(np.abs(distinct[c]).max(initial=0)), c))
     ref = order[0]
     # the union in the reference frame: centre (real value) and half-width (half a step) per cluster
@@ -93,7 +109,7 @@ def _shared_palette(q: np.ndarray, scales: np.ndarray, axis: int, max_values: in
         factors = (cu[None, :] / anchors[:, None]).reshape(-1)
         factors = factors[factors > 0]
         if factors.size == 0:
-            return "channels do not share cluster signs"
+            return _unclustered(q, axis, distinct) or "channels do not share cluster signs"
         aligned = factors[:, None] * real[None, :]  # [factor, value]
         half = factors[:, None] * (scales[c] / 2)
         # rounding moves each value by up to half a step, and the factor by the anchors' rounding
@@ -119,7 +135,10 @@ def _shared_palette(q: np.ndarray, scales: np.ndarray, axis: int, max_values: in
             index[i] = k
         member[c] = index
         if len(centres) > max_values:
-            return f"clusters differ between channels: {len(centres)} values after aligning the channel scales"
+            return _unclustered(q, axis, distinct) or (
+                f"clusters differ between channels: {len(centres)} values after aligning the channel scales, "
+                f"limit {max_values}"
+            )
     m = np.array(centres)
     exact_frame = bool(np.all(np.abs(m / scales[ref] - np.round(m / scales[ref])) < 1e-6))
     peak = float(np.abs(m).max())
@@ -144,6 +163,19 @@ def _shared_palette(q: np.ndarray, scales: np.ndarray, axis: int, max_values: in
     return Palette(new_scales, ints, used, bool(np.array_equal(before, after)))
 
 
+def _unclustered(q: np.ndarray, axis: int, distinct: list[np.ndarray]) -> str | None:
+    """ "not clustered: ..." when the channels' weights are (almost) all different from each other, as in a
+    layer clustering never touched (tfmot does not cluster DepthwiseConv2D): a 3x3 depthwise channel holds
+    at most 9 values, under any limit, yet nothing repeats."""
+    per_channel = q.size // max(q.shape[axis], 1)
+    nonzero = [int(np.count_nonzero(r)) for r in np.moveaxis(q, axis, 0).reshape(q.shape[axis], -1)]
+    repeats = sum(n - v.size for n, v in zip(nonzero, distinct, strict=True))
+    if per_channel > 1 and repeats <= 0.1 * sum(nonzero):
+        layer = np.unique(q[q != 0]).size
+        return f"not clustered: {layer} distinct values, hardly any weight repeats a value of its channel"
+    return None
+
+
 @register
 class EncodeClusters(Pass):
     """int8 W with per-channel clusters C_j * g_c  ==>  W' = P_k with scales s'_c = S / a_c.
@@ -157,10 +189,17 @@ class EncodeClusters(Pass):
     max_steps = 2
     min_within = 0.99
 
-    def __init__(self, max_values: int = 16) -> None:
+    def __init__(self, max_values: int = 16, tolerance: float = DEFAULT_TOLERANCE) -> None:
+        """`max_values`: distinct non-zero values the shared palette may hold (up to Vela's 32 still
+        compresses); layers with more per channel are declined with the count found. `tolerance`: how far,
+        in weight steps, a channel's aligned value may be from the palette value it joins (wider takes
+        more layers and moves outputs more; `npupass compile` reports by how many output steps)."""
         if not 1 <= int(max_values) <= 127:
             raise PipelineError(f"encode-clusters max_values must be 1..127, not {max_values}")
+        if not 1.0 <= float(tolerance) <= max(SLACKS):
+            raise PipelineError(f"encode-clusters tolerance must be 1..{max(SLACKS):g} steps, not {tolerance}")
         self.max_values = int(max_values)
+        self.tolerance = float(tolerance)
 
     def run_on_graph(self, graph: Graph, ctx: Context) -> None:
         for op in graph.ops:
@@ -182,7 +221,7 @@ class EncodeClusters(Pass):
             scales = np.broadcast_to(w.quant.scale.astype(np.float64), (channels,)).copy()
             q = np.asarray(w.data)
             before = np.unique(q[q != 0]).size
-            result = shared_palette(q, scales, where.axis, self.max_values)
+            result = shared_palette(q, scales, where.axis, self.max_values, self.tolerance)
             if isinstance(result, str):
                 ctx.decline("shared-palette", f"{what} not re-scaled: {result}", op)
                 continue

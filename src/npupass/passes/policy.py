@@ -4,10 +4,11 @@ never from the file format it came in."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from npupass.ir.analysis import has_fake_quant
+from npupass.ir.analysis import fake_quant_problem, has_fake_quant, label
 from npupass.ir.graph import Model
 from npupass.ir.ops import IR_ONLY_OPS
 
@@ -60,3 +61,32 @@ def pipeline_options(names: list[str], target: TargetNeeds | None = None) -> dic
     if target is not None and target.integer and FOLD_FAKE_QUANT in names:
         return {FOLD_FAKE_QUANT: {"io": "int8"}}
     return {}
+
+
+def extend_spec(spec: str | Sequence[str]) -> tuple[bool, list[str]]:
+    """Whether a pipeline spec extends the default ("+encode-clusters", or every name prefixed "+")
+    and the pass names it gives."""
+    names = [n.strip() for n in (spec.split(",") if isinstance(spec, str) else spec)]
+    names = [n for n in names if n]
+    extend = bool(names) and names[0].startswith("+")
+    return extend, [n.lstrip("+").strip() for n in names]
+
+
+def extend_pipeline(default: list[str], extra: list[str]) -> list[str]:
+    """The default pipeline with `extra` appended (names already in it are not repeated)."""
+    added = [n for n in extra if n not in default]
+    if default and default[-1] == CLEANUP:  # the sweep stays last
+        return [*default[:-1], *added, CLEANUP]
+    return default + added
+
+
+def pipeline_leftovers(model: Model) -> str | None:
+    """What a pipeline left that no backend may write: IR-only ops or fake quantization (None: nothing)."""
+    for graph in model.subgraphs:
+        for op in graph.iter_ops():
+            if op.type in IR_ONLY_OPS:
+                return f"{label(graph, op)} is an IR-only op (the pipeline needs fold-batch-norm)"
+    problem = fake_quant_problem(model)
+    if problem is not None:
+        return f"fake quantization is left in the model ({problem}; the pipeline needs {FOLD_FAKE_QUANT})"
+    return None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -15,12 +16,19 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+PIPED_WIDTH = 120
+
 
 def make_console() -> Console:
     console = Console(highlight=False, soft_wrap=False)
-    if not console.is_terminal:  # piped or captured: room for the tables instead of 80 columns
-        console = Console(highlight=False, soft_wrap=False, width=160)
+    if not console.is_terminal:  # piped or captured: 120 columns (or $COLUMNS) instead of rich's 80
+        console = Console(highlight=False, soft_wrap=False, width=_piped_width())
     return console
+
+
+def _piped_width() -> int:
+    text = os.environ.get("COLUMNS", "")
+    return int(text) if text.isdigit() and int(text) >= 40 else PIPED_WIDTH
 
 
 @contextlib.contextmanager
@@ -209,6 +217,8 @@ def render_comparison(console: Console, comparison: dict[str, Any], a: str, b: s
 
 def render_preservation(console: Console, report: dict[str, Any]) -> None:
     """One row per weight (PreservationReport.to_json()): zeros / distinct values / most in one channel, per stage."""
+    from npupass.view.names import short_name
+
     table = Table(title="Preservation (zeros, distinct values, most per channel)", title_justify="left")
     table.add_column("weight")
     for stage in report["stages"]:
@@ -217,7 +227,38 @@ def render_preservation(console: Console, report: dict[str, Any]) -> None:
         cells = []
         for s in weight["stages"]:
             cells.append("-" if s is None else f"{s['zeros']:.0%} {s['unique']}/{s['unique_per_channel_max'] or '-'}")
-        table.add_row(weight["op"], *cells)
+        table.add_row(_shorten_quoted(weight["op"], short_name), *cells)
     console.print(table)
     for problem in report["problems"]:
         console.print(f"[red]not preserved[/red]: {problem}")
+
+
+def render_declines(console: Console, pipeline: dict[str, Any]) -> None:
+    """--explain: every rewrite each pass declined, with its reason."""
+    from npupass.view.names import short_name
+
+    for p in pipeline["passes"]:
+        if not p["declined"]:
+            continue
+        console.print(f"[bold]{p['name']}[/bold] declined {len(p['declined'])}:")
+        for d in p["declined"]:
+            console.print(f"  {_shorten_quoted(d['message'], short_name)}")
+
+
+def _shorten_quoted(message: str, short: Callable[[str], str]) -> str:
+    """Quoted tensor names in a message, shortened ('model/conv/Relu;model/...' -> 'conv')."""
+    import re
+
+    return re.sub(r"'([^']{41,})'", lambda m: "'" + short(m.group(1)) + "'", message)
+
+
+def render_preservation_summary(console: Console, report: dict[str, Any]) -> None:
+    """One line: how many weights kept their zeros and values through the pipeline."""
+    weights = report["weights"]
+    if not weights:
+        return
+    pruned = sum(1 for w in weights if w["stages"][0] and w["stages"][0]["zeros"] >= 0.3)
+    state = "; ".join(f"[red]{p}[/red]" for p in report["problems"]) or "zeros kept, no int8 weight gained values"
+    console.print(
+        f"Preservation: {len(weights)} weights ({pruned} with >= 30% zeros): {state} (--preservation shows the table)"
+    )

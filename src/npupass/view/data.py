@@ -15,6 +15,7 @@ from npupass.ir.ops import WEIGHTED_OPS
 from npupass.ir.types import Quantization
 from npupass.tflite_schema import non_default_options
 from npupass.view.layout import NODE_H, NODE_W, layout
+from npupass.view.names import short_name
 
 FORMAT_VERSION = 1
 
@@ -86,6 +87,7 @@ def subgraph_data(
                 "id": i,
                 "type": op.type,
                 "name": name,
+                "short_name": short_name(name),
                 "version": op.version,
                 "x": round(p.x, 1),
                 "y": round(p.y, 1),
@@ -135,12 +137,14 @@ def view_data(
     metrics: dict[str, dict[str, float]] | None = None,
     changed: dict[Op, str] | None = None,
     diff: dict[str, Any] | None = None,
+    colour: str | None = None,
 ) -> dict[str, Any]:
     """Everything the viewers show for `model`.
 
     `placement` maps ops to {"target": "NPU"|"CPU", "reason": ...}; `metrics` maps op names (as in
     the view) to {metric: value}; `changed` marks ops "added" or "changed" by a pipeline; `diff` is
-    what npupass.view.diff computed.
+    what npupass.view.diff computed; `colour` is the HTML page's first colouring ("placement",
+    "metric:cycles" ...).
     """
     metric_names = sorted({m for values in (metrics or {}).values() for m in values})
     return {
@@ -150,4 +154,5 @@ def view_data(
         "metrics": metric_names,
         "subgraphs": [subgraph_data(g, i, placement, metrics, changed) for i, g in enumerate(model.subgraphs)],
         "diff": diff,
+        "colour": colour,
     }

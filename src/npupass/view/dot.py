@@ -10,6 +10,19 @@ from typing import Any
 from npupass.errors import NpupassError
 
 DOT_TIMEOUT_S = 300
+# Graphviz's layout grows much faster than the graph: a 2,000-op chain with skip edges took 94 s here
+# (10,000 ops ran 305 s before failing), so larger graphs are refused at once.
+MAX_SVG_OPS = 1000
+
+
+def check_svg_size(data: dict[str, Any], subgraph: int = 0) -> None:
+    """NpupassError naming the size when the subgraph is too large for Graphviz to lay out in reasonable time."""
+    ops = len(data["subgraphs"][subgraph]["ops"])
+    if ops > MAX_SVG_OPS:
+        raise NpupassError(
+            f"the graph has {ops:,} ops, too many for Graphviz's layout (at most {MAX_SVG_OPS:,}: it takes "
+            "minutes beyond that); use --html, which draws any size"
+        )
 
 
 def _quote(text: str) -> str:

@@ -25,6 +25,23 @@ class EthosU(Backend):
         Option("system_config", str, None, "Vela system config (default: Vela's default)", metavar="NAME"),
         Option("memory_mode", str, None, "Vela memory mode (default: Vela's default)", metavar="NAME"),
         Option("optimise", str, "Performance", "Vela's goal (default Performance)", choices=("Performance", "Size")),
+        Option(
+            "max_cluster_values",
+            int,
+            16,
+            "encode-clusters: distinct values a layer's shared palette may hold (default 16; Vela's palette "
+            "takes up to 32)",
+            metavar="N",
+        ),
+        Option(
+            "cluster_tolerance",
+            float,
+            None,
+            "encode-clusters: how far (weight steps) a channel's value may be from the palette value it joins "
+            "(default 12, or 3 when 12 moves the outputs beyond the pass's 2 steps); the report states the "
+            "output steps it cost",
+            metavar="STEPS",
+        ),
         *EMIT_OPTIONS,
     )
     needs = NEEDS
@@ -77,7 +94,15 @@ class EthosU(Backend):
             what = "is not a file" if Path(config_file).exists() else "no such Vela configuration file"
             raise NpupassError(f"{config_file}: {what}")
         tick = None if progress is None else (lambda elapsed: progress(f"Vela, {elapsed:.1f} s"))
-        result = compile_ethos_u(model, target, config, passes=passes, tick=tick)
+        result = compile_ethos_u(
+            model,
+            target,
+            config,
+            passes=passes,
+            tick=tick,
+            max_cluster_values=options.get("max_cluster_values"),
+            cluster_tolerance=options.get("cluster_tolerance"),
+        )
         stem = Path(model.source_path or "model").stem
         output = f"{stem}_vela.tflite"
         data = report_json(result, model.source_path or "", output)
@@ -98,7 +123,12 @@ class EthosU(Backend):
             inference_seconds=perf["inference_seconds"],
             cpu_reasons={f"{row['op']} '{row['name']}'": row["reasons"] for row in ops["cpu_ops"]},
         )
-        return CompileResult(target.name, report, files, paths={"output": output})
+        from npupass.backends.ethos_u.compile import report_view
+        from npupass.view.html import render_html
+
+        page = render_html(report_view(result, data["layers"], f"{stem} on {target.name}"))
+        files["report.html"] = page.encode("utf-8")
+        return CompileResult(target.name, report, files, paths={"output": output, "html": "report.html"})
 
     def render(self, report: Report, console: Any) -> None:
         from npupass.backends.ethos_u.compile import render

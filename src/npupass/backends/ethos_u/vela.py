@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import faulthandler
 import functools
 import io
 import multiprocessing
@@ -62,6 +63,12 @@ class VelaLayer:
     name: str
     cycles: int
     macs: int
+    mac_cycles: int = 0
+    """Cycles the MAC array needs (perf_debug_main); far fewer than `cycles` means memory-bound."""
+    ao_cycles: int = 0
+    """Cycles of the output (activation) unit: elementwise ops and LUTs run there."""
+    weight_bytes: int = 0
+    """Encoded weight (and bias/scale) bytes Vela stored for this op."""
 
 
 @dataclass
@@ -158,8 +165,24 @@ def _compile_in_this_process(tflite: bytes, setup: VelaSetup) -> dict[str, Any]:
     db = compiled.opt_database
     source_index = {row["id"]: int(row["ext_key"]) for row in _table(db, "source")}
     cpu_ops = {source_index[row["source_id"]] for row in _table(db, "optimised") if row["operator"] == "Passthrough"}
+    main = {row["id"]: row for row in _table(db, "perf_debug_main")}
+    debug = {row["id"]: row for row in _table(db, "perf_debug")}
+
+    def number(row: dict[str, str] | None, key: str) -> int:
+        text = (row or {}).get(key) or "0"
+        return int(float(text))
+
     layers = [
-        (source_index.get(row["source_id"], -1), row["operator"], row["name"], row["op_cycles"], row["mac_count"])
+        (
+            source_index.get(row["source_id"], -1),
+            row["operator"],
+            row["name"],
+            row["op_cycles"],
+            row["mac_count"],
+            number(main.get(row["id"]), "mac_cycles"),
+            number(main.get(row["id"]), "ao_cycles"),
+            number(debug.get(row["id"]), "weight_total_bytes") + number(debug.get(row["id"]), "scales_total_bytes"),
+        )
         for row in _table(db, "perf")
         if row["operator"] != "Passthrough"
     ]
@@ -174,11 +197,16 @@ def _compile_in_this_process(tflite: bytes, setup: VelaSetup) -> dict[str, Any]:
         "memories": {str(name): int(m.peakUsage) for name, m in report.memories.items() if str(name) != "shram"},
         "cpu_ops": cpu_ops,
         "npu_partitions": len(_table(db, "cmdstream")),
-        "layers": [(i, op, name, int(cycles or 0), int(macs or 0)) for i, op, name, cycles, macs in layers],
+        "layers": [
+            (i, op, name, int(cycles or 0), int(macs or 0), *rest) for i, op, name, cycles, macs, *rest in layers
+        ],
     }
 
 
 def _child(tflite: bytes, setup: VelaSetup, log_path: str, conn: Any) -> None:
+    # A crash here is reported by the parent as one line; a faulthandler the parent enabled (pytest does)
+    # would also dump every thread's stack into the parent's stderr.
+    faulthandler.disable()
     # Regor prints warnings from C++ straight to file descriptors 1 and 2: catch them for the report
     fd = os.open(log_path, os.O_WRONLY)
     os.dup2(fd, 1)

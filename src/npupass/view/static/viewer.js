@@ -297,7 +297,7 @@
       out[i] =
         '<g class="' + cls + '" data-id="' + i + '" transform="translate(' + op.x + "," + op.y + ')"><rect width="' +
         op.w + '" height="' + op.h + '" rx="5" fill="' + fills[i] + '"/><text class="ty" x="8" y="17">' +
-        esc(clip(typeLabel(op), 24)) + '</text><text class="nm" x="8" y="34">' + esc(shortName(op.name)) +
+        esc(clip(typeLabel(op), 24)) + '</text><text class="nm" x="8" y="34">' + esc(op.short_name || shortName(op.name)) +
         "</text><title>" + esc(typeLabel(op) + "\n" + op.name) + "</title></g>";
     }
     return out.join("");
@@ -718,6 +718,8 @@
       o.textContent = m[1];
       colourSel.appendChild(o);
     }
+    // A compile report opens coloured by placement: the page says what runs where first.
+    if (DATA.colour && modes.some((m) => m[0] === DATA.colour)) colourSel.value = DATA.colour;
     colourSel.addEventListener("change", applyColour);
     const sgSel = $("np-subgraph");
     for (const s of DATA.subgraphs) {
