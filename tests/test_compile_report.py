@@ -55,7 +55,7 @@ def test_passes_replacing_the_pipeline_are_refused_when_fake_quant_is_left(tmp_p
 
 def test_plus_and_add_passes_extend_the_default(tmp_path: Path, capsys: Any) -> None:
     src = str(MODELS / "pcqat_dscnn_fq.tflite")
-    default = ["fold-batch-norm", "fuse-activations", "fold-fake-quant", "encode-clusters"]
+    default = ["constant-fold", "fold-batch-norm", "fuse-activations", "fold-fake-quant", "encode-clusters", "cleanup"]
     for flags in (["--passes", "+encode-clusters"], ["--add-passes", "encode-clusters"]):
         out = tmp_path / flags[0]
         assert main(["compile", src, "--target", TARGET, *flags, "-o", str(out), "--json"]) == 0

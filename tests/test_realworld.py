@@ -133,7 +133,7 @@ def test_diff_reports_dropped_appended_files(tmp_path: Path, capsys: Any) -> Non
     stripped = tmp_path / "stripped.tflite"
     stripped.write_bytes(data[: len(data) - 198])
     assert read_tflite(stripped).appended == b""
-    assert main(["diff", str(APPENDED), str(stripped)]) == 1
+    assert main(["diff", str(APPENDED), str(stripped), "--full"]) == 1
     out = _text(capsys)
     assert "changed FILE 'bytes appended after the flatbuffer': 198 bytes (zip: labels.txt) -> none" in out
     assert main(["diff", str(APPENDED), str(APPENDED)]) == 0

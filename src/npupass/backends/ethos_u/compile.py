@@ -465,7 +465,7 @@ def render(report: dict[str, Any], console: Any) -> None:
         f"{v['core_clock_hz'] / 1e6:.0f} MHz, optimise {v['optimise']})"
     )
     if report.get("conversion"):  # a Keras/SavedModel input: say how TensorFlow converted it
-        console.print(report["conversion"]["summary"])
+        console.print(report["conversion"]["summary"], soft_wrap=True)  # one line, however long
     console.print(
         f"TFLite ops: {ops['total']}, on the NPU {ops['npu']}, on the CPU {ops['cpu']}; "
         f"NPU partitions: {ops['npu_partitions']}"
