@@ -395,8 +395,10 @@ class PassManager:
 
 
 def _check_structure(p: Pass, model: Model) -> None:
+    from npupass.ir.validate import graph_problems
+
     for graph in model.subgraphs:
-        found = problems(graph)
+        found = problems(graph) or graph_problems(graph)
         if found:
             raise PipelineError(f"pass {p.name} left graph '{graph.name}' malformed: {found[0]}")
 
