@@ -20,7 +20,7 @@ from rich.table import Table
 from npupass import __version__
 from npupass.errors import NpupassError
 
-EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
 ONNX_DEFAULT_PIPELINE = "fold-batch-norm,fuse-activations"
 
 
@@ -519,6 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="npupass", description="Graph-rewriting compiler passes for TFLite models and NPUs."
     )
     parser.add_argument("--version", action="version", version=f"npupass {__version__}")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an internal error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     info = sub.add_parser("info", help="summarize a model: ops, tensors, parameters, quantization")
@@ -598,6 +599,12 @@ def build_parser() -> argparse.ArgumentParser:
     vela_group.add_argument(
         "--optimise", choices=("Performance", "Size"), default="Performance", help="Vela's goal (default Performance)"
     )
+    vela_group.add_argument(
+        "--vela-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="stop Vela after this long (default: 20 s + 0.2 s per op + 2 s per MB of model)",
+    )
     xnn_group = comp.add_argument_group("XNNPACK options")
     xnn_group.add_argument("--fp16", action="store_true", help="store sparse weights as FLOAT16")
     comp.set_defaults(func=cmd_compile)
@@ -656,3 +663,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as exc:  # a bug, never bad input: one line, the traceback only with --debug
+        from npupass.internal import internal_error_line
+
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        print(internal_error_line(exc), file=sys.stderr)
+        return EXIT_INTERNAL

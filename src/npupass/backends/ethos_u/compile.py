@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from npupass.backends.ethos_u.capabilities import npu_reasons
-from npupass.backends.ethos_u.vela import VelaConfig, VelaResult, compile_vela, inference_seconds, vela_setup
+from npupass.backends.ethos_u.vela import (
+    VelaConfig,
+    VelaResult,
+    compile_vela,
+    inference_seconds,
+    vela_setup,
+    vela_timeout,
+)
 from npupass.backends.targets import Target
 from npupass.errors import NpupassError
 from npupass.ir.graph import Graph, Model, Op
@@ -93,8 +100,11 @@ def compile_ethos_u(
     passes: str | None = None,
     tick: Callable[[float], None] | None = None,
     isolate: bool = True,
+    timeout: float | None = None,
 ) -> EthosUCompile:
-    """Run the pipeline, partition for `target`, serialize and compile with Vela (model is rewritten in place)."""
+    """Run the pipeline, partition for `target`, serialize and compile with Vela (model is rewritten in place).
+
+    Vela is stopped after `timeout` seconds (default: `vela_timeout` of the model's size and op count)."""
     from npupass.backends.tflite import serialize_tflite
 
     start = time.perf_counter()
@@ -107,7 +117,8 @@ def compile_ethos_u(
     predicted = partition(graph, lambda g, op: npu_reasons(g, op, target.core))
     tflite = serialize_tflite(model)
     npupass_seconds = time.perf_counter() - start
-    vela = compile_vela(tflite, config, tick=tick, isolate=isolate)
+    limit = timeout if timeout is not None else vela_timeout(len(tflite), sum(1 for _ in graph.iter_ops()))
+    vela = compile_vela(tflite, config, tick=tick, isolate=isolate, timeout=limit)
     ops = graph.ops  # the writer's order
     result = EthosUCompile(target, config, model, pipeline, predicted, vela, npupass_seconds, ops)
     result.disagreements = placement_disagreements(graph, ops, predicted, vela)
@@ -270,7 +281,7 @@ def run(args: argparse.Namespace, target: Target) -> int:
     model = load_model(source)
     with _progress_label(f"compiling for {target.name}") as update:  # a spinner when stderr is a terminal
         tick = None if update is None else (lambda elapsed: update(f"Vela, {elapsed:.1f} s"))
-        result = compile_ethos_u(model, target, config, passes=args.passes, tick=tick)
+        result = compile_ethos_u(model, target, config, passes=args.passes, tick=tick, timeout=args.vela_timeout)
     output = outdir / f"{source.stem}_vela.tflite"
     report = report_json(result, source, output)
     atomic_write_all({output: result.vela.model, outdir / "report.json": json.dumps(report, indent=2).encode() + b"\n"})
