@@ -74,7 +74,8 @@ def call_forked(
         timed_out = False
         try:
             while result is None:
-                if receive.poll(0.1):
+                wait = 0.1 if timeout is None else max(0.0, min(0.1, timeout - (time.perf_counter() - start)))
+                if receive.poll(wait):
                     try:
                         result = receive.recv()
                     except EOFError:
