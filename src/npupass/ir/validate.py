@@ -15,13 +15,14 @@ is refused before any pass runs, and a pass that breaks an invariant is named.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from npupass.errors import ModelFormatError
+from npupass.errors import ModelFormatError, UnsupportedFeatureError
 from npupass.ir.graph import Graph, Model, Op, Tensor
 from npupass.ir.types import DType
 
@@ -44,6 +45,19 @@ _INT_RANGES = {
     DType.UINT4: (0, 15),
     DType.INT32: (-(2**31), 2**31 - 1),
 }
+
+
+MAX_STRIDE = 32767  # strides, dilations, pool sizes: LiteRT keeps them in int16 (depthwise_conv.cc)
+
+
+@functools.cache
+def _option_defaults(options_type: str) -> dict[str, object]:
+    from npupass.tflite_schema import default_options
+
+    try:
+        return default_options(options_type)
+    except (AttributeError, UnsupportedFeatureError):
+        return {}
 
 
 class InvalidModelError(ModelFormatError):
@@ -109,6 +123,10 @@ def _show(shape: tuple[int, ...] | None) -> str:
     return "?" if shape is None else "[" + ",".join(map(str, shape)) + "]"
 
 
+def _types(types: frozenset[DType]) -> str:
+    return ", ".join(sorted(map(str, types)))
+
+
 def _affine(t: Tensor | None) -> bool:
     return t is not None and t.quant is not None and t.quant.is_affine
 
@@ -142,6 +160,16 @@ def _weighted(weight_rank: int, out_axis: int) -> Rule:
             return v.problem(f"weight {_show(ws)} has rank {len(ws)}, expected {weight_rank}")
         if 0 in ws:
             return v.problem(f"weight {_show(ws)} has a zero dimension")
+        if w.dtype not in WEIGHTS:
+            return v.problem(f"weight '{w.name}' is {w.dtype}, not one of {_types(WEIGHTS)}")
+        x, out_t = v.input(0), v.outputs[0] if v.outputs else None
+        if x is not None and out_t is not None and out_t.dtype != x.dtype:
+            return v.problem(f"output type {out_t.dtype} differs from input type {x.dtype}")
+        bias_t = v.input(2)
+        if x is not None and bias_t is not None:
+            allowed = FLOATS if x.dtype in FLOATS else frozenset({DType.INT32, DType.INT64})
+            if bias_t.dtype not in allowed:
+                return v.problem(f"bias '{bias_t.name}' is {bias_t.dtype} for {x.dtype} input, not {_types(allowed)}")
         channels = ws[out_axis]
         if w.quant is not None and w.quant.per_axis and w.quant.axis != out_axis and w.shape is not None:
             return v.problem(f"weight is quantized per channel along axis {w.quant.axis}, expected {out_axis}")
@@ -174,6 +202,8 @@ def _quantized_weights(v: OpView, w: Tensor, bias: Tensor | None, channels: int)
     if bias is None or bias.dtype not in (DType.INT32, DType.INT64) or not _affine(bias):
         return None
     assert bias.quant is not None
+    if np.any(bias.quant.zero_point != 0):
+        return v.problem(f"bias '{bias.name}' has a non-zero zero point (TFLite's kernels need 0)")
     if bias.quant.scale.size not in (1, channels):
         return None  # a layout the reader reports (e.g. a rank-1 bias quantized along axis 3)
     expected = np.float64(x.quant.scale[0]) * w.quant.scale.astype(np.float64)
@@ -194,6 +224,8 @@ def _spatial_rule(kernel_from_weight: bool) -> Rule:
         x, out = _shape(v.input(0)), _shape(v.outputs[0]) if v.outputs else None
         if x is not None and len(x) != 4:
             return v.problem(f"input {_show(x)} is not 4-D (NHWC)")
+        if x is not None and 0 in x:
+            return v.problem(f"input {_show(x)} has a zero dimension")
         if out is not None and len(out) != 4:
             return v.problem(f"output {_show(out)} is not 4-D (NHWC)")
         if kernel_from_weight:
@@ -276,6 +308,22 @@ def _broadcast(v: OpView) -> str | None:
     out = _shape(v.outputs[0]) if v.outputs else None
     if out is not None and out and tuple(out) != tuple(shape):
         return v.problem(f"output {_show(out)} is not the broadcast shape {_show(tuple(shape))} of the inputs")
+    return None
+
+
+def _add_scales(v: OpView) -> str | None:
+    """int8/uint8 ADD/SUB: both inputs go to twice the larger input scale at a left shift of 20, and the
+    way back to the output must be a multiplier below 1 (add.cc: QuantizeMultiplierSmallerThanOneExp)."""
+    a, b, out = v.input(0), v.input(1), v.outputs[0] if v.outputs else None
+    if a is None or b is None or out is None or a.dtype not in (DType.INT8, DType.UINT8):
+        return None
+    if not (_affine(a) and _affine(b) and _affine(out)):
+        return None
+    assert a.quant is not None and b.quant is not None and out.quant is not None
+    twice_max = 2.0 * max(float(a.quant.scale[0]), float(b.quant.scale[0]))
+    if twice_max >= (1 << 20) * float(out.quant.scale[0]):
+        scale = float(out.quant.scale[0])
+        return v.problem(f"input scale {twice_max / 2:.6g} is too large for output scale {scale:.6g}")
     return None
 
 
@@ -472,8 +520,8 @@ SIGNATURES: dict[str, Signature] = {
         types=ACTIVATIONS,
         rules=(_spatial_rule(False), _pool_channels, _same_type, _quantized_io),
     ),
-    "ADD": Signature((2, 2), options="AddOptions", enums=_ACT_ENUM, rules=_BINARY.rules),
-    "SUB": Signature((2, 2), options="SubOptions", enums=_ACT_ENUM, rules=_BINARY.rules),
+    "ADD": Signature((2, 2), options="AddOptions", enums=_ACT_ENUM, rules=(*_BINARY.rules, _add_scales)),
+    "SUB": Signature((2, 2), options="SubOptions", enums=_ACT_ENUM, rules=(*_BINARY.rules, _add_scales)),
     "MUL": Signature((2, 2), options="MulOptions", enums=_ACT_ENUM, rules=_BINARY.rules),
     "DIV": Signature((2, 2), options="DivOptions", enums=_ACT_ENUM, rules=_BINARY.rules),
     "MAXIMUM": _BINARY,
@@ -502,6 +550,28 @@ SIGNATURES: dict[str, Signature] = {
 }
 
 
+# Input and output counts of more ops (the reference kernels' NumInputs/NumOutputs checks): an op code
+# changed under an op's tensors is refused here instead of by the interpreter after compiling.
+_ARITY: dict[tuple[int, int, int, int], tuple[str, ...]] = {
+    (1, 1, 1, 1): (
+        "ABS", "CEIL", "COS", "EXP", "FLOOR", "LOG", "NEG", "RSQRT", "SIN", "SQRT", "SQUARE", "ELU", "GELU",
+        "LOG_SOFTMAX", "L2_NORMALIZATION", "LOGICAL_NOT", "ROUND", "SIGN", "ZEROS_LIKE", "CAST", "SHAPE", "RANK",
+        "LOCAL_RESPONSE_NORMALIZATION", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "SQUEEZE", "RELU_0_TO_1",
+    ),
+    (2, 2, 1, 1): (
+        "POW", "FLOOR_DIV", "FLOOR_MOD", "EQUAL", "NOT_EQUAL", "LESS", "LESS_EQUAL", "GREATER", "GREATER_EQUAL",
+        "LOGICAL_AND", "LOGICAL_OR", "PRELU", "TRANSPOSE", "GATHER", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD",
+        "REDUCE_ANY", "ARG_MAX", "ARG_MIN", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "EXPAND_DIMS", "TILE",
+        "BROADCAST_TO", "MIRROR_PAD", "FILL", "GATHER_ND", "BATCH_MATMUL",
+    ),
+    (3, 3, 1, 1): ("SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND", "PADV2", "SLICE", "SELECT", "SELECT_V2"),
+    (4, 4, 1, 1): ("STRIDED_SLICE",),
+}  # fmt: skip
+for (_in_min, _in_max, _out_min, _out_max), _names in _ARITY.items():
+    for _name in _names:
+        SIGNATURES.setdefault(_name, Signature((_in_min, _in_max), (_out_min, _out_max)))
+
+
 # --- per-tensor rules -------------------------------------------------------------------------------------
 def tensor_problem(t: Tensor) -> str | None:
     """Quantization and sparsity of one tensor: finite scales > 0, zero points within the type,
@@ -512,6 +582,9 @@ def tensor_problem(t: Tensor) -> str | None:
         if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
             bad = scale[~(np.isfinite(scale) & (scale > 0))]
             return f"tensor '{t.name}': quantization scale {float(bad[0]):g} is not a finite number > 0"
+        rank = len(t.shape) if t.shape is not None else 0
+        if rank >= 2 and not 0 <= q.axis < rank:  # (a rank-1 bias quantized along axis 3 is the reader's case)
+            return f"tensor '{t.name}': quantized along axis {q.axis} of a rank-{rank} tensor"
         limits = _INT_RANGES.get(t.dtype)
         if limits is not None and q.zero_point.size:
             zp = q.zero_point
@@ -538,8 +611,9 @@ def _sparsity_problem(t: Tensor) -> str | None:
     stored = 1  # elements the storage describes, walked level by level
     for level, d in enumerate(s.dim_metadata):
         if d.format == "DENSE":
-            if d.dense_size < 1:
-                return f"{name}: sparse dimension {level} has dense size {d.dense_size}"
+            size = _sparse_dim_size(t, s.traversal_order[level])
+            if d.dense_size < 1 or (size is not None and d.dense_size != size):
+                return f"{name}: sparse dimension {level} has dense size {d.dense_size}, expected {size}"
             stored *= d.dense_size
             continue
         seg, idx = d.segments, d.indices
@@ -597,9 +671,16 @@ def op_problems(graph: Graph, op: Op) -> list[str]:
         value = op.options.get(key, 1)
         if not isinstance(value, int) or value < 1:
             return [v.problem(f"option {key}={value} must be at least 1")]
+        if value > MAX_STRIDE:
+            return [v.problem(f"option {key}={value} is larger than {MAX_STRIDE}")]
+    if op.options_type is not None:
+        defaults = _option_defaults(op.options_type)
+        for key, value in op.options.items():  # the reader keeps an enum value it cannot name as a number
+            if isinstance(defaults.get(key), str) and not isinstance(value, str):
+                return [v.problem(f"option {key}={value} is not a value of its enum")]
     x = v.input(0)
     if sig.types is not None and x is not None and x.dtype not in sig.types:
-        return [v.problem(f"input '{x.name}' is {x.dtype}; it computes in {', '.join(sorted(map(str, sig.types)))}")]
+        return [v.problem(f"input '{x.name}' is {x.dtype}; it computes in {_types(sig.types)}")]
     for rule in sig.rules:
         problem = rule(v)
         if problem is not None:
