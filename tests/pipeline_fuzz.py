@@ -320,24 +320,61 @@ def run_one(argv: list[str], isolate: bool, time_limit: float) -> RunResult:
     return RunResult("multiline", f"exit {code}: {err[:300]!r}", seconds)
 
 
-def check_outputs(out: Path, output_is_dir: bool) -> str | None:
-    """Why what an accepted run wrote is unusable: every .tflite must load back in npupass, and
-    (except Vela's output, whose NPU op only an Ethos-U runs) run in LiteRT."""
-    from npupass.frontends import load_model
+def _runs_in_litert(data: bytes) -> str | None:
+    """Why LiteRT cannot load and run `data` once (None when it can)."""
     from npupass.verify.litert import LiteRTModel, make_inputs
+
+    try:
+        m = LiteRTModel(data)
+        m.run(make_inputs(m.inputs, 0))
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def check_outputs(out: Path, output_is_dir: bool, source: Path) -> tuple[str | None, bool]:
+    """(why what an accepted run wrote is unusable, whether the input itself runs in LiteRT).
+
+    Every .tflite written must load back in npupass and, except Vela's output (whose NPU op only an
+    Ethos-U runs), run in LiteRT. An output LiteRT refuses only counts when LiteRT runs the input:
+    a mutant no interpreter takes cannot become one by compiling it.
+    """
+    from npupass.frontends import load_model
 
     files = sorted(out.glob("*.tflite")) if output_is_dir else [out]
     if not files:
-        return "nothing written"
+        return "nothing written", True
     for path in files:
         try:
             load_model(path)
-            if not path.name.endswith("_vela.tflite"):
-                m = LiteRTModel(path.read_bytes())
-                m.run(make_inputs(m.inputs, 0))
         except Exception as exc:
-            return f"{path.name}: {type(exc).__name__}: {exc}"
-    return None
+            return f"{path.name}: does not load back: {type(exc).__name__}: {exc}", True
+        if path.name.endswith("_vela.tflite"):
+            continue
+        problem = _runs_in_litert(path.read_bytes())
+        if problem is not None:
+            if source.suffix == ".tflite" and _runs_in_litert(source.read_bytes()) is not None:
+                return None, False
+            return f"{path.name}: {problem}", True
+    return None, True
+
+
+def _preload(target: str) -> None:
+    """Import what every run needs once, so that forked runs do not import it again."""
+    import importlib
+
+    import ai_edge_litert.interpreter  # noqa: F401
+
+    import npupass.cli
+    import npupass.frontends.onnx  # noqa: F401
+
+    backend = {"ethos-u55-128": "ethos_u", "ethos-n78": "ethos_n", "xnnpack": "xnnpack"}.get(target)
+    if backend is not None:
+        importlib.import_module(f"npupass.backends.{backend}.compile")
+    if backend == "ethos_u":
+        from npupass.backends.ethos_u.vela import VelaConfig, vela_setup
+
+        vela_setup(VelaConfig("ethos-u55-128"))
 
 
 @dataclass
@@ -350,6 +387,7 @@ class Campaign:
     inputs_modified: int = 0
     left_behind: int = 0
     bad_outputs: list[str] = field(default_factory=list)
+    accepted_input_not_runnable: int = 0
     seconds: list[float] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -360,6 +398,7 @@ class Campaign:
             "inputs_modified": self.inputs_modified,
             "outputs_left_after_failure": self.left_behind,
             "accepted_outputs_unusable": len(self.bad_outputs),
+            "accepted_but_input_not_runnable_in_litert": self.accepted_input_not_runnable,
             "median_seconds": round(float(np.median(self.seconds)), 3) if self.seconds else 0.0,
             "slowest_seconds": round(max(self.seconds, default=0.0), 2),
             "mutations": dict(sorted(self.kinds.items())),
@@ -378,6 +417,7 @@ def campaign(
     progress: Callable[[Campaign], None] | None = None,
 ) -> Campaign:
     """Run `count` mutants of `target`'s seeds through its command."""
+    _preload(target)
     spec = TARGETS[target]
     rng = np.random.default_rng(seed)
     originals = [(name, (MODELS / name).read_bytes()) for name in spec.seeds]
@@ -400,8 +440,9 @@ def campaign(
                 result.inputs_modified += 1
             if run.category not in ("ok", "error"):
                 result.findings.append(f"{name} #{i} ({kind}) {run.category}: {run.detail}")
-            if run.category == "ok":
-                problem = check_outputs(out, spec.output_is_dir) if verify_outputs else None
+            if run.category == "ok" and verify_outputs:
+                problem, input_runs = check_outputs(out, spec.output_is_dir, src)
+                result.accepted_input_not_runnable += not input_runs
                 if problem is not None:
                     result.bad_outputs.append(f"{name} #{i} ({kind}): {problem}")
             elif out.exists() and (not spec.output_is_dir or any(out.iterdir())):

@@ -44,6 +44,17 @@ def test_a_child_that_crashes_hangs_or_raises_is_an_outcome_not_the_end() -> Non
     assert (done.status, done.value) == ("ok", "slept")
 
 
+def _nested() -> str:
+    inner = call_forked(_sleep, 0.0)
+    return f"{inner.status} {inner.value}"
+
+
+def test_a_forked_child_may_fork_its_own() -> None:
+    """Vela and LiteRT fork inside a compile that itself runs forked (the fuzz campaign's --isolate)."""
+    outcome = call_forked(_nested, timeout=30.0)
+    assert (outcome.status, outcome.value) == ("ok", "ok slept")
+
+
 def test_litert_runs_in_a_child_and_its_hang_is_one_error() -> None:
     data = (MODELS / "cnn_int8.tflite").read_bytes()
     model = LiteRTModel(data)

@@ -67,7 +67,8 @@ def call_forked(
     receive, send = context.Pipe(duplex=False)
     start = time.perf_counter()
     with tempfile.NamedTemporaryFile(prefix="npupass-child-", suffix=".log") as log:
-        child = context.Process(target=_child, args=(fn, args, log.name, send), daemon=True)
+        # not a daemon: a daemonic process may not fork children of its own (Vela inside a forked compile)
+        child = context.Process(target=_child, args=(fn, args, log.name, send), daemon=False)
         child.start()
         send.close()
         result: tuple[str, Any] | None = None
