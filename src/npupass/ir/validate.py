@@ -123,6 +123,11 @@ def _show(shape: tuple[int, ...] | None) -> str:
     return "?" if shape is None else "[" + ",".join(map(str, shape)) + "]"
 
 
+def _non_finite(t: Tensor | None) -> bool:
+    """Whether `t` is a float constant holding NaN or infinity."""
+    return t is not None and t.data is not None and t.dtype in FLOATS and not np.isfinite(t.data).all()
+
+
 def _types(types: frozenset[DType]) -> str:
     return ", ".join(sorted(map(str, types)))
 
@@ -170,6 +175,10 @@ def _weighted(weight_rank: int, out_axis: int) -> Rule:
             allowed = FLOATS if x.dtype in FLOATS else frozenset({DType.INT32, DType.INT64})
             if bias_t.dtype not in allowed:
                 return v.problem(f"bias '{bias_t.name}' is {bias_t.dtype} for {x.dtype} input, not {_types(allowed)}")
+        for const in (w, bias_t):
+            if _non_finite(const):
+                assert const is not None
+                return v.problem(f"constant '{const.name}' holds values that are not finite numbers")
         channels = ws[out_axis]
         if w.quant is not None and w.quant.per_axis and w.quant.axis != out_axis and w.shape is not None:
             return v.problem(f"weight is quantized per channel along axis {w.quant.axis}, expected {out_axis}")
@@ -197,23 +206,28 @@ def _quantized_weights(v: OpView, w: Tensor, bias: Tensor | None, channels: int)
     assert w.quant is not None and x.quant is not None
     if w.quant.scale.size not in (1, channels):
         return v.problem(f"weight has {w.quant.scale.size} scales for {channels} output channels")
-    if w.dtype == DType.INT8 and w.quant.per_axis and np.any(w.quant.zero_point != 0):
+    if w.dtype == DType.INT8 and w.quant.per_axis and w.quant.zero_point.any():
         return v.problem("int8 per-channel weight has a non-zero zero point (TFLite's int8 kernels need 0)")
     if bias is None or bias.dtype not in (DType.INT32, DType.INT64) or not _affine(bias):
         return None
     assert bias.quant is not None
-    if np.any(bias.quant.zero_point != 0):
+    if bias.quant.zero_point.any():
         return v.problem(f"bias '{bias.name}' has a non-zero zero point (TFLite's kernels need 0)")
     if bias.quant.scale.size not in (1, channels):
         return None  # a layout the reader reports (e.g. a rank-1 bias quantized along axis 3)
-    expected = np.float64(x.quant.scale[0]) * w.quant.scale.astype(np.float64)
-    actual = np.broadcast_to(bias.quant.scale.astype(np.float64), expected.shape)
-    if expected.size == 1 and actual.size > 1:
-        expected = np.broadcast_to(expected, actual.shape)
-    off = np.abs(actual - np.broadcast_to(expected, actual.shape)) > BIAS_SCALE_RTOL * np.abs(expected)
-    if np.any(off):
+    x_scale, ws, bs = float(x.quant.scale[0]), w.quant.scale, bias.quant.scale
+    if ws.size == 1 and bs.size == 1:  # the common per-tensor case, without numpy's per-call cost
+        expected_1, actual_1 = x_scale * float(ws[0]), float(bs[0])
+        if abs(actual_1 - expected_1) > BIAS_SCALE_RTOL * abs(expected_1):
+            return v.problem(f"bias scale {actual_1:.6g} is not input scale x weight scale ({expected_1:.6g})")
+        return None
+    n = max(ws.size, bs.size)
+    expected = x_scale * np.broadcast_to(ws.astype(np.float64), (n,))
+    actual = np.broadcast_to(bs.astype(np.float64), (n,))
+    off = np.abs(actual - expected) > BIAS_SCALE_RTOL * np.abs(expected)
+    if off.any():
         i = int(np.argmax(off))
-        return v.problem(f"bias scale {actual.flat[i]:.6g} is not input scale x weight scale ({expected.flat[i]:.6g})")
+        return v.problem(f"bias scale {actual[i]:.6g} is not input scale x weight scale ({expected[i]:.6g})")
     return None
 
 
@@ -458,6 +472,17 @@ def _batch_norm(v: OpView) -> str | None:
         s = _shape(v.input(slot))
         if x and s is not None and s != (x[-1],):
             return v.problem(f"{what} {_show(s)} is not one value per channel ({x[-1]})")
+        t = v.input(slot)
+        if t is not None and t.data is not None and t.dtype in FLOATS and not np.isfinite(t.data).all():
+            return v.problem(f"{what} holds values that are not finite numbers")
+    var = v.input(4)
+    if (
+        var is not None
+        and var.data is not None
+        and var.dtype in FLOATS
+        and (var.data.astype(np.float64) + eps <= 0).any()
+    ):
+        return v.problem("variance + epsilon is not positive everywhere (the fold divides by its square root)")
     return None
 
 
@@ -578,18 +603,22 @@ def tensor_problem(t: Tensor) -> str | None:
     sparse storage whose indices stay inside the tensor."""
     q = t.quant
     if q is not None and q.is_affine:
-        scale = q.scale
-        if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+        scale, zp = q.scale, q.zero_point
+        if scale.size == 1:  # per-tensor: plain floats, numpy's per-call cost adds up on 10,000-op graphs
+            first = float(scale[0])
+            if not (first > 0 and math.isfinite(first)):
+                return f"tensor '{t.name}': quantization scale {first:g} is not a finite number > 0"
+        elif not (np.isfinite(scale).all() and (scale > 0).all()):
             bad = scale[~(np.isfinite(scale) & (scale > 0))]
             return f"tensor '{t.name}': quantization scale {float(bad[0]):g} is not a finite number > 0"
         rank = len(t.shape) if t.shape is not None else 0
         if rank >= 2 and not 0 <= q.axis < rank:  # (a rank-1 bias quantized along axis 3 is the reader's case)
             return f"tensor '{t.name}': quantized along axis {q.axis} of a rank-{rank} tensor"
         limits = _INT_RANGES.get(t.dtype)
-        if limits is not None and q.zero_point.size:
-            zp = q.zero_point
-            if int(zp.min()) < limits[0] or int(zp.max()) > limits[1]:
-                worst = int(zp.min()) if int(zp.min()) < limits[0] else int(zp.max())
+        if limits is not None and zp.size:
+            low, high = (int(zp[0]), int(zp[0])) if zp.size == 1 else (int(zp.min()), int(zp.max()))
+            if low < limits[0] or high > limits[1]:
+                worst = low if low < limits[0] else high
                 return f"tensor '{t.name}': zero point {worst} is outside {t.dtype} [{limits[0]}, {limits[1]}]"
     if t.sparsity is not None and t.data is not None:
         return _sparsity_problem(t)
