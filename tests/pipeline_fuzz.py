@@ -320,8 +320,7 @@ def run_one(argv: list[str], isolate: bool, time_limit: float) -> RunResult:
     return RunResult("multiline", f"exit {code}: {err[:300]!r}", seconds)
 
 
-def _runs_in_litert(data: bytes) -> str | None:
-    """Why LiteRT cannot load and run `data` once (None when it can)."""
+def _litert_once(data: bytes) -> str | None:
     from npupass.verify.litert import LiteRTModel, make_inputs
 
     try:
@@ -330,6 +329,17 @@ def _runs_in_litert(data: bytes) -> str | None:
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
+
+
+def _runs_in_litert(data: bytes) -> str | None:
+    """Why LiteRT cannot load and run `data` once (None when it can); in a child, as npupass versions
+    before issue 21 ran LiteRT in-process."""
+    from npupass.isolate import call_forked
+
+    outcome = call_forked(_litert_once, data, timeout=60.0)
+    if outcome.status == "ok":
+        return outcome.value  # type: ignore[no-any-return]
+    return f"LiteRT {outcome.status}: {outcome.message}"
 
 
 def check_outputs(out: Path, output_is_dir: bool, source: Path) -> tuple[str | None, bool]:

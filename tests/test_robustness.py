@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -42,6 +43,22 @@ def test_a_child_that_crashes_hangs_or_raises_is_an_outcome_not_the_end() -> Non
     assert (refused.status, refused.message) == ("error", "no such thing")
     done = call_forked(_sleep, 0.0, timeout=30.0)
     assert (done.status, done.value) == ("ok", "slept")
+
+
+def _start_and_hang(pid_file: str) -> None:
+    helper = subprocess.Popen(["sleep", "60"])
+    Path(pid_file).write_text(str(helper.pid))
+    time.sleep(60)
+
+
+def test_a_stopped_child_takes_what_it_started_along(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    outcome = call_forked(_start_and_hang, str(pid_file), timeout=1.0)
+    assert outcome.status == "timeout"
+    helper = int(pid_file.read_text())
+    time.sleep(0.2)
+    state = Path(f"/proc/{helper}/stat")
+    assert not state.exists() or state.read_text().split()[2] == "Z"  # gone, or a zombie awaiting its reaper
 
 
 def _nested() -> str:

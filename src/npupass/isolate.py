@@ -9,6 +9,7 @@ returns its result through a pipe (so results must pickle).
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -39,6 +40,7 @@ class Outcome:
 
 
 def _child(fn: Callable[..., Any], args: tuple[Any, ...], log_path: str, conn: Any) -> None:
+    os.setpgid(0, 0)  # its own process group: stopping it also stops whatever it started
     fd = os.open(log_path, os.O_WRONLY)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -89,8 +91,9 @@ def call_forked(
                     break
                 if tick is not None:
                     tick(elapsed)
-        finally:  # interrupted, timed out or done: never leave the child behind
+        finally:  # interrupted, timed out or done: never leave the child (or its children) behind
             if result is None and child.is_alive():
+                _kill_group(child.pid)
                 child.kill()
             child.join()
             receive.close()
@@ -113,3 +116,10 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return str(number)
+
+
+def _kill_group(pid: int | None) -> None:
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
