@@ -8,7 +8,7 @@ or op type). The mutant goes through the whole command for one target, and each 
 
     ok          exit 0 (or 1: compiled, but the outputs are not equivalent); what it wrote must load
     error       exit 2 with exactly one line "npupass: error: ..."
-    multiline   exit 2 with more (or other) output on stderr
+    multiline   exit 2 with more (or other) output on stderr, or a warning on stderr
     internal    exit 3 (npupass caught one of its own bugs) or an exception escaped main()
     signal      the run died by a signal (only seen with --isolate: each mutant in a forked child)
     hang        the run took longer than the time limit
@@ -310,7 +310,7 @@ def run_one(argv: list[str], isolate: bool, time_limit: float) -> RunResult:
     seconds = time.perf_counter() - start
     if escaped is not None:
         return RunResult("internal", escaped, seconds)
-    if code in (0, 1):
+    if code in (0, 1) and "Warning" not in err:
         return RunResult("ok", f"exit {code}", seconds)
     lines = err.splitlines()
     if code == 2 and len(lines) == 1 and lines[0].startswith("npupass: error: "):
