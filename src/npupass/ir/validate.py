@@ -253,6 +253,8 @@ def _spatial_rule(kernel_from_weight: bool) -> Rule:
             dh = dw = 1
         if x is None or out is None:
             return None
+        if out[0] != x[0]:
+            return v.problem(f"output {_show(out)} has another batch than input {_show(x)}")
         sh, sw = _int_option(v, "stride_h"), _int_option(v, "stride_w")
         padding = v.option("padding", "SAME")
         expected = (_spatial(x[1], kh, sh, dh, padding), _spatial(x[2], kw, sw, dw, padding))
