@@ -373,8 +373,9 @@ def _quantize(v: OpView) -> str | None:
     out = v.outputs[0] if v.outputs else None
     if out is None:
         return None
-    if out.dtype not in QUANTIZED | {DType.INT4}:
-        return v.problem(f"output '{out.name}' is {out.dtype}, not an integer type")
+    allowed = QUANTIZED | {DType.INT4, DType.INT32}  # TFLM requantizes int16 to int32 (keyword_scrambled)
+    if out.dtype not in allowed:
+        return v.problem(f"output '{out.name}' is {out.dtype}, not one of {_types(allowed)}")
     if not _affine(out):
         return v.problem(f"output '{out.name}' has no quantization")
     return _same_shape(v)
