@@ -369,6 +369,15 @@ def _quantized_io(v: OpView) -> str | None:
     return None
 
 
+def _finite_constant(v: OpView) -> str | None:
+    """A constant that is quantized (a QAT weight) must hold finite numbers: they become integers."""
+    x = v.input(0)
+    if _non_finite(x):
+        assert x is not None
+        return v.problem(f"constant '{x.name}' holds values that are not finite numbers")
+    return None
+
+
 def _quantize(v: OpView) -> str | None:
     out = v.outputs[0] if v.outputs else None
     if out is None:
@@ -563,9 +572,9 @@ SIGNATURES: dict[str, Signature] = {
     "HARD_SWISH": _UNARY,
     "LEAKY_RELU": Signature((1, 1), options="LeakyReluOptions", types=ACTIVATIONS, rules=_UNARY.rules),
     "SOFTMAX": Signature((1, 1), options="SoftmaxOptions", types=ACTIVATIONS, rules=(_softmax, _quantized_io)),
-    "QUANTIZE": Signature((1, 1), rules=(_quantize,)),
-    "DEQUANTIZE": Signature((1, 1), rules=(_dequantize,)),
-    "FAKE_QUANT": Signature((1, 1), options="FakeQuantOptions", rules=(_fake_quant, _same_shape)),
+    "QUANTIZE": Signature((1, 1), rules=(_quantize, _finite_constant)),
+    "DEQUANTIZE": Signature((1, 1), rules=(_dequantize, _finite_constant)),
+    "FAKE_QUANT": Signature((1, 1), options="FakeQuantOptions", rules=(_fake_quant, _same_shape, _finite_constant)),
     "CONCATENATION": Signature(
         (1, 10_000), options="ConcatenationOptions", enums=_ACT_ENUM, rules=(_concatenation, _quantized_io)
     ),
