@@ -41,6 +41,7 @@ class Outcome:
 
 def _child(fn: Callable[..., Any], args: tuple[Any, ...], log_path: str, conn: Any) -> None:
     os.setpgid(0, 0)  # its own process group: stopping it also stops whatever it started
+    _die_with_parent()
     fd = os.open(log_path, os.O_WRONLY)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -123,3 +124,14 @@ def _kill_group(pid: int | None) -> None:
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this child when the parent dies, even by a signal that skips its cleanup."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
