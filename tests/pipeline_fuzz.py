@@ -475,6 +475,7 @@ def main() -> int:
     parser.add_argument("--isolate", action="store_true", help="each mutant in a forked child (catches signals)")
     parser.add_argument("--no-output-check", dest="verify_outputs", action="store_false")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json-out", type=Path, help="also write the report there, updated every 100 runs")
     args = parser.parse_args()
     import resource
 
@@ -482,12 +483,17 @@ def main() -> int:
     start = time.perf_counter()
 
     def progress(c: Campaign) -> None:
+        if c.runs % 100 == 0 and args.json_out is not None:
+            report = c.to_json() | {"seconds": round(time.perf_counter() - start, 1)}
+            args.json_out.write_text(json.dumps(report, indent=2) + "\n")
         if c.runs % 100 == 0:
             done = " ".join(f"{k}={c.counts[k]}" for k in CATEGORIES)
             print(f"[{c.target}] {c.runs}/{args.count} {done} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
 
     result = campaign(args.target, args.count, args.seed, args.isolate, args.time_limit, args.verify_outputs, progress)
     report = result.to_json() | {"seconds": round(time.perf_counter() - start, 1)}
+    if args.json_out is not None:
+        args.json_out.write_text(json.dumps(report, indent=2) + "\n")
     if args.json:
         print(json.dumps(report, indent=2, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v))
     else:
