@@ -162,7 +162,7 @@ def _accumulate(cmp: OutputComparison, x: np.ndarray, y: np.ndarray, tol: Tolera
             diff = np.abs(xf - yf)
         finite = diff[np.isfinite(diff)]
         cmp.max_abs_diff = max(cmp.max_abs_diff, float(finite.max(initial=0.0)))
-    if x.ndim >= 1 and x.shape[-1] > 1 and x.dtype.kind in "iuf":
+    if x.ndim >= 1 and x.shape[-1] > 1 and x.size and x.dtype.kind in "iuf":  # (an empty output has no rows)
         agree = float(np.mean(np.argmax(x, axis=-1) == np.argmax(y, axis=-1)))
         rows_before = (cmp.elements - x.size) // x.shape[-1]
         rows_now = x.size // x.shape[-1]
