@@ -279,6 +279,8 @@ class RunResult:
     category: str
     detail: str = ""
     seconds: float = 0.0
+    code: int | None = None
+    """The exit code (None when the run died, hung or raised)."""
 
 
 def run_one(argv: list[str], isolate: bool, time_limit: float) -> RunResult:
@@ -311,13 +313,13 @@ def run_one(argv: list[str], isolate: bool, time_limit: float) -> RunResult:
     if escaped is not None:
         return RunResult("internal", escaped, seconds)
     if code in (0, 1) and "Warning" not in err:
-        return RunResult("ok", f"exit {code}", seconds)
+        return RunResult("ok", f"exit {code}", seconds, code)
     lines = err.splitlines()
     if code == 2 and len(lines) == 1 and lines[0].startswith("npupass: error: "):
-        return RunResult("error", lines[0], seconds)
+        return RunResult("error", lines[0], seconds, code)
     if code == 3:
-        return RunResult("internal", lines[-1] if lines else "", seconds)
-    return RunResult("multiline", f"exit {code}: {err[:300]!r}", seconds)
+        return RunResult("internal", lines[-1] if lines else "", seconds, code)
+    return RunResult("multiline", f"exit {code}: {err[:300]!r}", seconds, code)
 
 
 def _litert_once(data: bytes) -> str | None:
@@ -455,8 +457,8 @@ def campaign(
                 result.accepted_input_not_runnable += not input_runs
                 if problem is not None:
                     result.bad_outputs.append(f"{name} #{i} ({kind}): {problem}")
-            elif out.exists() and (not spec.output_is_dir or any(out.iterdir())):
-                result.left_behind += 1
+            elif run.code not in (0, 1) and out.exists() and (not spec.output_is_dir or any(out.iterdir())):
+                result.left_behind += 1  # a failed run wrote something
             if out.is_dir():
                 shutil.rmtree(out)
             elif out.exists():
