@@ -91,7 +91,7 @@ def test_options_are_checked_against_the_target() -> None:
         npupass.compile(QAT, "ethos-u55-128", options={"fp16": True})
     assert str(err.value) == (
         "target ethos-u55-128 has no option 'fp16' (its options: config, system_config, memory_mode, optimise, "
-        "max_cluster_values, cluster_tolerance, emit, c_section)"
+        "max_cluster_values, cluster_tolerance, vela_timeout, emit, c_section)"
     )
     with pytest.raises(npupass.errors.NpupassError, match="unknown target 'ethos-u55-100': Ethos-U55 comes as"):
         npupass.compile(QAT, "ethos-u55-100")

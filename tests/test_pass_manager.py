@@ -111,7 +111,8 @@ def test_fixed_point_cap_names_the_busy_passes(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setitem(PASSES, "set-same", SetSame)
     monkeypatch.setitem(PASSES, "set-valid", SetValid)
     with pytest.raises(PipelineError) as err:
-        PassManager("set-same,fuse-activations,set-valid", max_rounds=3).run(load("cnn_float"))
+        # check=False: flipping the padding leaves the recorded output shapes wrong, which the check would report
+        PassManager("set-same,fuse-activations,set-valid", max_rounds=3, check=False).run(load("cnn_float"))
     assert str(err.value) == ("the pipeline did not settle after 3 rounds; still rewriting: set-same, set-valid")
 
 

@@ -9,6 +9,7 @@ from npupass import __version__
 from npupass.backends.base import Option, backends
 from npupass.cli.commands import (
     EXIT_ERROR,
+    EXIT_INTERNAL,
     EXIT_OK,
     cmd_compile,
     cmd_convert,
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="npupass", description="Graph-rewriting compiler passes for TFLite models and NPUs."
     )
     parser.add_argument("--version", action="version", version=f"npupass {__version__}")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an internal error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     info = sub.add_parser("info", help="summarize a model: ops, tensors, parameters, quantization")
@@ -253,3 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as exc:  # a bug, never bad input: one line, the traceback only with --debug
+        from npupass.internal import internal_error_line
+
+        if "--debug" in (sys.argv[1:] if argv is None else argv):
+            import traceback
+
+            traceback.print_exc()
+        print(internal_error_line(exc), file=sys.stderr)
+        return EXIT_INTERNAL

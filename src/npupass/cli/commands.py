@@ -27,7 +27,7 @@ from npupass.view.console import (
 )
 from npupass.view.layers import layers_csv
 
-EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 # --- info --------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 from npupass.errors import ModelFormatError
 from npupass.frontends.tflite import read_tflite
 from npupass.ir.graph import Model
+from npupass.ir.validate import validate
 
 
 def load_model(
@@ -21,6 +22,7 @@ def load_model(
 
     A SavedModel directory, a .keras or a .h5 file goes through TensorFlow's converter (frontends.keras):
     `calibration` (.npy/.npz) quantizes a float model; `integer` refuses a float model without it.
+    Raises ModelFormatError (InvalidModelError when an op violates its signature, see ir/validate.py).
     """
     from npupass.frontends.keras import keras_format, load_keras
 
@@ -30,6 +32,7 @@ def load_model(
     fmt = keras_format(p)
     if fmt is not None:
         model = load_keras(p, fmt, calibration, integer)
+        validate(model)
         model.source_path = str(p)
         return model
     if calibration is not None:
@@ -44,6 +47,7 @@ def load_model(
         model = read_onnx(p, keep_nchw_io)
     else:
         model = read_tflite(p)
+    validate(model)  # every op fits its signature before any pass or backend sees the model
     model.source_path = str(p)
     return model
 

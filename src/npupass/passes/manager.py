@@ -395,6 +395,8 @@ class PassManager:
             # a pass that reported nothing and changed no graph's structure leaves nothing to re-check
             if self.check and (ctx.rewrites or versions != [g.version for g in model.subgraphs]):
                 _check_structure(p, model)
+            if self.check and ctx.rewrites:  # a pass that rewrote nothing left the model as valid as it was
+                _check_semantics(p, model)
             self._check_guarantees(p, model)
             if verifier is not None and ctx.rewrites:
                 problem = verifier.after(p, model)
@@ -436,6 +438,16 @@ def _frozen_heap() -> Iterator[None]:
 def _check_structure(p: Pass, model: Model) -> None:
     for graph in model.subgraphs:
         found = problems(graph)
+        if found:
+            raise PipelineError(f"pass {p.name} left graph '{graph.name}' malformed: {found[0]}")
+
+
+def _check_semantics(p: Pass, model: Model) -> None:
+    """The semantic validator (ir/validate.py): every op still fits its signature."""
+    from npupass.ir.validate import graph_problems
+
+    for graph in model.subgraphs:
+        found = graph_problems(graph)
         if found:
             raise PipelineError(f"pass {p.name} left graph '{graph.name}' malformed: {found[0]}")
 

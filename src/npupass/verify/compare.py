@@ -158,10 +158,11 @@ def _accumulate(cmp: OutputComparison, x: np.ndarray, y: np.ndarray, tol: Tolera
         xf, yf = x.astype(wide), y.astype(wide)
         close = np.isclose(yf, xf, rtol=tol.rtol, atol=tol.atol, equal_nan=True)
         cmp.mismatched += int(np.count_nonzero(~close))
-        diff = np.abs(xf - yf)
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: the finite differences are kept below
+            diff = np.abs(xf - yf)
         finite = diff[np.isfinite(diff)]
         cmp.max_abs_diff = max(cmp.max_abs_diff, float(finite.max(initial=0.0)))
-    if x.ndim >= 1 and x.shape[-1] > 1 and x.dtype.kind in "iuf":
+    if x.ndim >= 1 and x.shape[-1] > 1 and x.size and x.dtype.kind in "iuf":  # (an empty output has no rows)
         agree = float(np.mean(np.argmax(x, axis=-1) == np.argmax(y, axis=-1)))
         rows_before = (cmp.elements - x.size) // x.shape[-1]
         rows_now = x.size // x.shape[-1]

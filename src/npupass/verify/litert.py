@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from npupass.errors import NpupassError
+from npupass.isolate import call_forked
 
 MAX_INPUT_ELEMENTS = 1 << 27  # 128 Mi elements per input: refuse rather than allocate a lying shape
 
@@ -35,55 +32,75 @@ class TensorSpec:
         return self.scale != 0.0
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """LiteRT prints its own diagnostics to fd 2; keep them off the user's terminal."""
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):
-        yield
-        return
-    saved = os.dup(fd)
-    try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), fd)
-        yield
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
+LITERT_TIMEOUT = 60.0  # seconds for one load or one run; the fixtures take milliseconds
 
 
 class LiteRTModel:
-    """A TFLite model loaded in LiteRT. `delegates="none"` runs the builtin kernels only (the default,
-    deterministic reference); `delegates="default"` lets LiteRT apply its default delegate (XNNPACK)."""
+    """A TFLite model in LiteRT. `delegates="none"` runs the builtin kernels only (the default,
+    deterministic reference); `delegates="default"` lets LiteRT apply its default delegate (XNNPACK).
 
-    def __init__(self, model: bytes, delegates: str = "none") -> None:
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    LiteRT never runs in this process: loading and every run happen in a forked child
+    (npupass.isolate), so a crash or a hang inside the interpreter is a ReferenceError naming the
+    stage, not the end of npupass. `timeout` bounds each load and each run.
+    """
 
-        resolver = {
-            "none": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-            "default": OpResolverType.AUTO,
-        }[delegates]
-        try:
-            with _quiet_stderr():
-                self._interp = Interpreter(model_content=model, experimental_op_resolver_type=resolver)
-                self._interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise ReferenceError(f"LiteRT cannot load the model: {_first_line(exc)}") from None
-        self.inputs = [_spec(d) for d in self._interp.get_input_details()]
-        self.outputs = [_spec(d) for d in self._interp.get_output_details()]
-        self._input_index = [d["index"] for d in self._interp.get_input_details()]
-        self._output_index = [d["index"] for d in self._interp.get_output_details()]
+    def __init__(self, model: bytes, delegates: str = "none", timeout: float = LITERT_TIMEOUT) -> None:
+        if delegates not in ("none", "default"):
+            raise ValueError(f"delegates must be 'none' or 'default', not {delegates!r}")
+        import ai_edge_litert.interpreter  # noqa: F401 - imported once here, not again in every child
+
+        self._model = model
+        self._delegates = delegates
+        self.timeout = timeout
+        self.inputs, self.outputs = self._call("load", _load_specs, model, delegates)
 
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        try:
-            for index, value in zip(self._input_index, inputs, strict=True):
-                self._interp.set_tensor(index, value)
-            with _quiet_stderr():
-                self._interp.invoke()
-        except (ValueError, RuntimeError) as exc:
-            raise ReferenceError(f"LiteRT failed to run the model: {_first_line(exc)}") from None
-        return [self._interp.get_tensor(i).copy() for i in self._output_index]
+        result: list[np.ndarray] = self._call("run", _invoke, self._model, self._delegates, inputs)
+        return result
+
+    def _call(self, stage: str, fn: Any, *args: Any) -> Any:
+        outcome = call_forked(fn, *args, timeout=self.timeout)
+        if outcome.status == "ok":
+            return outcome.value
+        if outcome.status == "error":
+            failed = "cannot load" if stage == "load" else "failed to run"
+            raise ReferenceError(f"LiteRT {failed} the model: {outcome.message}")
+        if outcome.status == "timeout":
+            raise ReferenceError(f"LiteRT did not {stage} the model within {self.timeout:g} s (stopped)")
+        last = f": {outcome.last_log_line}" if outcome.last_log_line else ""
+        raise ReferenceError(f"LiteRT crashed ({outcome.message}) trying to {stage} the model{last}")
+
+
+def _interpreter(model: bytes, delegates: str) -> Any:
+    """A LiteRT interpreter with tensors allocated (in the child)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = {
+        "none": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        "default": OpResolverType.AUTO,
+    }[delegates]
+    try:
+        interp = Interpreter(model_content=model, experimental_op_resolver_type=resolver)
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ReferenceError(_first_line(exc)) from None
+    return interp
+
+
+def _load_specs(model: bytes, delegates: str) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    interp = _interpreter(model, delegates)
+    return [_spec(d) for d in interp.get_input_details()], [_spec(d) for d in interp.get_output_details()]
+
+
+def _invoke(model: bytes, delegates: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    interp = _interpreter(model, delegates)
+    try:
+        for detail, value in zip(interp.get_input_details(), inputs, strict=True):
+            interp.set_tensor(detail["index"], value)
+        interp.invoke()
+        return [interp.get_tensor(d["index"]).copy() for d in interp.get_output_details()]
+    except (ValueError, RuntimeError) as exc:
+        raise ReferenceError(_first_line(exc)) from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -42,6 +42,13 @@ class EthosU(Backend):
             "output steps it cost",
             metavar="STEPS",
         ),
+        Option(
+            "vela_timeout",
+            float,
+            None,
+            "stop Vela after this long (default: 20 s + 0.2 s per op + 2 s per MB of model)",
+            metavar="SECONDS",
+        ),
         *EMIT_OPTIONS,
     )
     needs = NEEDS
@@ -102,6 +109,7 @@ class EthosU(Backend):
             tick=tick,
             max_cluster_values=options.get("max_cluster_values"),
             cluster_tolerance=options.get("cluster_tolerance"),
+            timeout=options.get("vela_timeout"),
         )
         stem = Path(model.source_path or "model").stem
         output = f"{stem}_vela.tflite"

@@ -10,7 +10,14 @@ from typing import Any
 
 from npupass.backends.base import RefusedModelError, Target
 from npupass.backends.ethos_u.capabilities import npu_reasons
-from npupass.backends.ethos_u.vela import VelaConfig, VelaResult, compile_vela, inference_seconds, vela_setup
+from npupass.backends.ethos_u.vela import (
+    VelaConfig,
+    VelaResult,
+    compile_vela,
+    inference_seconds,
+    vela_setup,
+    vela_timeout,
+)
 from npupass.ir.analysis import FLOAT, FP16_WEIGHTS, float_model, label, op_name
 from npupass.ir.graph import Graph, Model, Op
 from npupass.passes import PassManager, PipelineResult
@@ -174,8 +181,11 @@ def compile_ethos_u(
     isolate: bool = True,
     max_cluster_values: int | None = None,
     cluster_tolerance: float | None = None,
+    timeout: float | None = None,
 ) -> EthosUCompile:
-    """Run the pipeline, partition for `target`, serialize and compile with Vela (model is rewritten in place)."""
+    """Run the pipeline, partition for `target`, serialize and compile with Vela (model is rewritten in place).
+
+    Vela is stopped after `timeout` seconds (default: `vela_timeout` of the model's size and op count)."""
     from npupass.backends.tflite import serialize_tflite
 
     start = time.perf_counter()
@@ -203,7 +213,8 @@ def compile_ethos_u(
     predicted = partition(graph, lambda g, op: npu_reasons(g, op, target.core))
     tflite = serialize_tflite(model)
     npupass_seconds = time.perf_counter() - start
-    vela = compile_vela(tflite, config, tick=tick, isolate=isolate)
+    limit = timeout if timeout is not None else vela_timeout(len(tflite), sum(1 for _ in graph.iter_ops()))
+    vela = compile_vela(tflite, config, tick=tick, isolate=isolate, timeout=limit)
     ops = graph.ops  # the writer's order
     result = EthosUCompile(target, config, model, pipeline, predicted, vela, npupass_seconds, ops)
     result.accuracy = observer.checks() if observer is not None else []
