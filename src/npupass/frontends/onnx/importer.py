@@ -69,13 +69,13 @@ class Quantized:
         shape = [1] * self.data.ndim
         if self.axis is not None:
             shape[self.axis] = -1
-        scale = self.scale.astype(np.float64).reshape(shape if self.axis is not None else ())
-        zp = self.zero_point.astype(np.float64).reshape(shape if self.axis is not None else ())
-        ints = self.data.astype(np.float64)
-        if self.fake:
-            info = np.iinfo(self.storage.numpy)
-            ints = np.clip(np.round(ints / scale) + zp, info.min, info.max)
-        with np.errstate(over="ignore", invalid="ignore"):  # a corrupt scale: the validator names it after import
+        with np.errstate(all="ignore"):  # a corrupt scale: the validator names it after import
+            scale = self.scale.astype(np.float64).reshape(shape if self.axis is not None else ())
+            zp = self.zero_point.astype(np.float64).reshape(shape if self.axis is not None else ())
+            ints = self.data.astype(np.float64)
+            if self.fake:
+                info = np.iinfo(self.storage.numpy)
+                ints = np.clip(np.round(ints / scale) + zp, info.min, info.max)
             return ((ints - zp) * scale).astype(np.float32)
 
 
