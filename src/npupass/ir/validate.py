@@ -197,7 +197,9 @@ def _weighted(weight_rank: int, out_axis: int) -> Rule:
 def _quantized_weights(v: OpView, w: Tensor, bias: Tensor | None, channels: int) -> str | None:
     """A quantized op: input, weight and output quantized; bias scale = input scale x weight scale."""
     x = v.input(0)
-    if x is None or x.dtype not in QUANTIZED or not _affine(x):
+    if x is not None and x.dtype in QUANTIZED and not _affine(x):
+        return v.problem(f"input '{x.name}' is {x.dtype} without quantization scales")
+    if x is None or x.dtype not in QUANTIZED:
         return None
     if not _affine(w):
         return v.problem(f"input is quantized {x.dtype} but weight '{w.name}' ({w.dtype}) is not quantized")
