@@ -197,7 +197,9 @@ def _weighted(weight_rank: int, out_axis: int) -> Rule:
 def _quantized_weights(v: OpView, w: Tensor, bias: Tensor | None, channels: int) -> str | None:
     """A quantized op: input, weight and output quantized; bias scale = input scale x weight scale."""
     x = v.input(0)
-    if x is None or x.dtype not in QUANTIZED or not _affine(x):
+    if x is not None and x.dtype in QUANTIZED and not _affine(x):
+        return v.problem(f"input '{x.name}' is {x.dtype} without quantization scales")
+    if x is None or x.dtype not in QUANTIZED:
         return None
     if not _affine(w):
         return v.problem(f"input is quantized {x.dtype} but weight '{w.name}' ({w.dtype}) is not quantized")
@@ -468,6 +470,18 @@ def _reduce_axes(v: OpView) -> str | None:
     return None
 
 
+def _batch_matmul(v: OpView) -> str | None:
+    """The contracted dimensions agree (after adj_x / adj_y)."""
+    a, b = _shape(v.input(0)), _shape(v.input(1))
+    if a is None or b is None or len(a) < 2 or len(b) < 2:
+        return None
+    ka = a[-2] if v.option("adj_x", False) else a[-1]
+    kb = b[-1] if v.option("adj_y", False) else b[-2]
+    if ka != kb:
+        return v.problem(f"inputs {_show(a)} and {_show(b)} contract {ka} against {kb} values")
+    return None
+
+
 def _softmax(v: OpView) -> str | None:
     beta = v.option("beta", 1.0)
     if not isinstance(beta, float | int) or not math.isfinite(beta):
@@ -571,6 +585,7 @@ SIGNATURES: dict[str, Signature] = {
     "TANH": _UNARY,
     "HARD_SWISH": _UNARY,
     "LEAKY_RELU": Signature((1, 1), options="LeakyReluOptions", types=ACTIVATIONS, rules=_UNARY.rules),
+    "BATCH_MATMUL": Signature((2, 2), options="BatchMatMulOptions", rules=(_batch_matmul,)),
     "SOFTMAX": Signature((1, 1), options="SoftmaxOptions", types=ACTIVATIONS, rules=(_softmax, _quantized_io)),
     "QUANTIZE": Signature((1, 1), rules=(_quantize, _finite_constant)),
     "DEQUANTIZE": Signature((1, 1), rules=(_dequantize, _finite_constant)),
@@ -599,7 +614,7 @@ _ARITY: dict[tuple[int, int, int, int], tuple[str, ...]] = {
         "POW", "FLOOR_DIV", "FLOOR_MOD", "EQUAL", "NOT_EQUAL", "LESS", "LESS_EQUAL", "GREATER", "GREATER_EQUAL",
         "LOGICAL_AND", "LOGICAL_OR", "PRELU", "TRANSPOSE", "GATHER", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD",
         "REDUCE_ANY", "ARG_MAX", "ARG_MIN", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "EXPAND_DIMS", "TILE",
-        "BROADCAST_TO", "MIRROR_PAD", "FILL", "GATHER_ND", "BATCH_MATMUL",
+        "BROADCAST_TO", "MIRROR_PAD", "FILL", "GATHER_ND",
     ),
     (3, 3, 1, 1): ("SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND", "PADV2", "SLICE", "SELECT", "SELECT_V2"),
     (4, 4, 1, 1): ("STRIDED_SLICE",),

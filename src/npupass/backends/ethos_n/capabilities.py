@@ -201,7 +201,7 @@ def _folded_pad(graph: Graph, x: Tensor) -> tuple[int, int, int, int] | None:
 
 def _scale(t: Tensor) -> float:
     assert t.quant is not None
-    return float(t.quant.scale[0])
+    return float(t.quant.scale[0]) if t.quant.scale.size else 0.0  # a min/max-only record has no scale
 
 
 def _zp(t: Tensor) -> int:

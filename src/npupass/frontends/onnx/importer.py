@@ -71,11 +71,11 @@ class Quantized:
             scale, zp = along_axis(scale, self.data.ndim, self.axis), along_axis(zp, self.data.ndim, self.axis)
         else:
             scale, zp = scale.reshape(()), zp.reshape(())
-        ints = self.data.astype(np.float64)
-        if self.fake:
-            info = np.iinfo(self.storage.numpy)
-            ints = np.clip(np.round(ints / scale) + zp, info.min, info.max)
-        with np.errstate(over="ignore", invalid="ignore"):  # a corrupt scale: the validator names it after import
+        with np.errstate(all="ignore"):  # a corrupt scale: the validator names it after import
+            ints = self.data.astype(np.float64)
+            if self.fake:
+                info = np.iinfo(self.storage.numpy)
+                ints = np.clip(np.round(ints / scale) + zp, info.min, info.max)
             return ((ints - zp) * scale).astype(np.float32)
 
 
