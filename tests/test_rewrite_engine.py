@@ -404,8 +404,7 @@ def test_hard_swish_declines_a_quantized_chain() -> None:
     g.add_op(arith("ADD"), [x, k("three", 3.0)], [a])
     g.add_op(Op("RELU6"), [a], [r])
     g.add_op(arith("MUL"), [x, r], [p])
-    six = new_constant("six", np.array([6.0], np.float32))
-    g.add_op(arith("DIV"), [p, six], [y])
+    g.add_op(arith("DIV"), [p, k("six", 6.0)], [y])  # int8 throughout, as the validator requires
     g.inputs, g.outputs = [x], [y]
     assert declines(model_of(g), "fuse-activations") == [
         "x * relu6(x + 3) / 6 on 'x' not turned into HARD_SWISH: "
