@@ -106,31 +106,9 @@ def _plots(rows: Rows, grid: Grid) -> dict[str, Any]:
         ax.set_ylabel("inference time (ms)")
         ax.set_title(f"Inference time per model and target (pipeline: {baseline})", fontsize=10)
         figures["inference_time"] = ("Inference time per model per target", fig)
-    points = [(r["inference_seconds"] * 1e3, r["sram_peak_bytes"] / 1024) for r in ok if _has(r, "sram_peak_bytes")]
-    if points:
-        rows_with = [r for r in ok if _has(r, "sram_peak_bytes")]
-        fig = Figure(figsize=(8, 4.5), layout="constrained")
-        ax = fig.add_subplot()
-        for config in dict.fromkeys(config_label(r) for r in rows_with):
-            mine = [p for p, r in zip(points, rows_with, strict=True) if config_label(r) == config]
-            ax.scatter([p[0] for p in mine], [p[1] for p in mine], label=config, s=24, alpha=0.8)
-        front = [points[i] for i in pareto_front(points)]
-        ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="black", linewidth=1)
-        ax.scatter(
-            [p[0] for p in front],
-            [p[1] for p in front],
-            s=80,
-            facecolors="none",
-            edgecolors="black",
-            label="Pareto front",
-        )
-        ax.set_xscale("log")
-        ax.set_xlabel("inference time (ms, log)")
-        ax.set_ylabel("peak SRAM (KiB)")
-        ax.set_title("Latency against SRAM, every cell", fontsize=10)
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-        figures["latency_sram"] = ("Latency against SRAM, with the Pareto front", fig)
+    scatter = [r for r in ok if _has(r, "sram_peak_bytes")]
+    if scatter:
+        figures["latency_sram"] = ("Latency against SRAM, with each model's Pareto front", _latency_sram(scatter))
     if any(r.get("cpu_ops") is not None for r in base):
         fig = Figure(figsize=(8, 4), layout="constrained")
         ax = fig.add_subplot()
@@ -150,6 +128,54 @@ def _plots(rows: Rows, grid: Grid) -> dict[str, Any]:
         ax.set_title("Speed-up of each pipeline (geometric mean over targets)", fontsize=10)
         figures["speedup"] = (f"Speed-up each pipeline gives over '{baseline}'", fig)
     return figures
+
+
+MARKERS = "osD^vPX*<>"
+
+
+def _latency_sram(rows: Rows) -> Any:
+    """Every cell as a point (colour: configuration, marker: model); per model, the cells no other
+    configuration or pipeline of that model beats on both latency and SRAM are ringed and joined."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    fig = Figure(figsize=(9, 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    configs = list(dict.fromkeys(config_label(r) for r in rows))
+    models = list(dict.fromkeys(model_label(r) for r in rows))
+    colours = [f"C{i % 10}" for i in range(len(configs))]
+    for m, model in enumerate(models):
+        mine = [r for r in rows if model_label(r) == model]
+        points = [(r["inference_seconds"] * 1e3, r["sram_peak_bytes"] / 1024) for r in mine]
+        for point, row in zip(points, mine, strict=True):
+            colour = colours[configs.index(config_label(row))]
+            ax.scatter([point[0]], [point[1]], color=colour, marker=MARKERS[m % len(MARKERS)], s=28, alpha=0.85)
+        front = [points[i] for i in pareto_front(points)]
+        ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="black", linewidth=0.8)
+        ax.scatter([p[0] for p in front], [p[1] for p in front], s=90, facecolors="none", edgecolors="black")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("inference time (ms, log)")
+    ax.set_ylabel("peak SRAM (KiB)")
+    ax.set_title("Latency against SRAM, every cell", fontsize=10)
+    handles = [
+        Line2D([], [], color=c, marker="o", linestyle="", label=n) for c, n in zip(colours, configs, strict=True)
+    ]
+    handles += [
+        Line2D([], [], color="grey", marker=MARKERS[i % len(MARKERS)], linestyle="", label=n)
+        for i, n in enumerate(models)
+    ]
+    handles.append(
+        Line2D(
+            [], [], color="black", marker="o", markerfacecolor="none", markersize=9, label="Pareto front (per model)"
+        )
+    )
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(alpha=0.3)
+    return fig
 
 
 def _has(row: dict[str, Any], name: str) -> bool:
@@ -192,7 +218,7 @@ def write_summary(outdir: Path, rows: Rows, grid: Grid) -> tuple[list[Path], str
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #1d1f23; }
 h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
-figure { margin: 1em 0; } figure svg { max-width: 100%; height: auto; }
+figure { margin: 1em 0; } figure svg { width: 100%; max-width: 960px; height: auto; }
 table { border-collapse: collapse; font-size: 12px; }
 th, td { border: 1px solid #d9dce1; padding: 2px 6px; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
