@@ -167,6 +167,15 @@ class LocalEngine:
 RAY_MISSING = "--engine ray needs Ray: pip install 'npupass[ray]'"
 
 
+def _ray_cell(task: Task, model: bytes) -> dict[str, Any]:
+    """run_cell in a Ray worker. Ray's core installs crash-signal handlers that log to stderr; the Vela
+    child a compile forks would inherit them and their log line would end up as the cell's error, so
+    the default handlers come back first (a crashing Vela child then dies as it does anywhere else)."""
+    for name in ("SIGSEGV", "SIGABRT", "SIGFPE", "SIGBUS", "SIGILL"):
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
+    return run_cell(task, model)
+
+
 class RayEngine:
     """Cells as Ray tasks (one CPU each) on the cluster at `address`, or on a local one started for the sweep."""
 
@@ -181,6 +190,8 @@ class RayEngine:
         self.address = address
         self._pending: list[Any] = []
         self._started = False
+        if address:
+            _probe(address)
         options: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False}
         if address is None:
             options["include_dashboard"] = False
@@ -194,7 +205,7 @@ class RayEngine:
 
     def run(self, tasks: list[Task], models: dict[str, bytes]) -> Iterator[dict[str, Any]]:
         ray = self._ray
-        remote = ray.remote(num_cpus=1, max_retries=0)(run_cell)
+        remote = ray.remote(num_cpus=1, max_retries=0)(_ray_cell)
         refs = {sha: ray.put(data) for sha, data in models.items()}  # each model crosses the network once
         self._pending = [remote.remote(t, refs[t.model_sha256]) for t in tasks]
         while self._pending:
@@ -211,6 +222,17 @@ class RayEngine:
         if self._started:
             self._started = False
             ray.shutdown()
+
+
+def _probe(address: str, seconds: float = 5.0) -> None:
+    """Fail at once when nothing listens at HOST:PORT (ray.init would retry for minutes)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto" and other forms Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=seconds).close()
+    except OSError as exc:
+        raise NpupassError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
 
 
 def make_engine(engine: str, jobs: int | None = None, address: str | None = None) -> Engine:
