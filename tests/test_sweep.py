@@ -7,6 +7,7 @@ import csv
 import html
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -355,3 +356,20 @@ def test_interrupted_sweep_resumes_with_only_the_missing_cells(tmp_path: Path) -
     table = csv_rows(out)
     assert len(table) == 8 and len({r["key"] for r in table}) == 8 and {r["status"] for r in table} == {"ok"}
     assert len(rows_of(out)) == 8
+
+
+def test_the_readme_grid_file_reads(tmp_path: Path) -> None:
+    text = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("### `npupass sweep") : text.index("### Exit codes")]
+    (block,) = re.findall(r"```toml\n(.*?)```", section, re.S)
+    for folder, name in (("models", "a.tflite"), ("more", "b.tflite")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / name).write_bytes((MODELS / "cnn_int8.tflite").read_bytes())
+    (tmp_path / "grid.toml").write_text(block)
+    grid = Grid.from_toml(tmp_path / "grid.toml")
+    assert [m.path for m in grid.models] == ["models/a.tflite", "more/b.tflite"]
+    assert [c.label for c in grid.configs] == [
+        "ethos-u55-128",
+        "ethos-u55-256 (Shared_Sram, Ethos_U55_High_End_Embedded)",
+    ]
+    assert grid.pipelines == ["default", "fold-batch-norm,fuse-activations,encode-sparsity"]
