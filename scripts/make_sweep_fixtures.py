@@ -1,4 +1,5 @@
-"""Build the sweep's failure fixture committed under ``tests/models``.
+"""Build the sweep's failure fixture committed under ``tests/models/broken`` (apart from the fixtures
+every model test loops over: LiteRT refuses it too).
 
 * ``vela_crash_int8.tflite`` - ``cnn_int8.tflite`` with one per-channel zero point of its second
   convolution's weights set to -192 (channel 5). The file is well formed (npupass reads and writes it),
@@ -7,7 +8,7 @@
 
 Usage::
 
-    .venv/bin/python scripts/make_sweep_fixtures.py [--out tests/models]
+    .venv/bin/python scripts/make_sweep_fixtures.py [--out tests/models/broken]
 
 Needs only npupass; re-running gives a byte-identical file.
 """
@@ -40,7 +41,7 @@ def vela_crash_model(source: Path, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=MODELS)
+    parser.add_argument("--out", type=Path, default=MODELS / "broken")
     args = parser.parse_args()
     vela_crash_model(MODELS / "cnn_int8.tflite", args.out / "vela_crash_int8.tflite")
     print(f"wrote {args.out / 'vela_crash_int8.tflite'}")

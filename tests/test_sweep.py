@@ -210,7 +210,7 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     models = [
         str(MODELS / "pruned_qat_cnn_int8.tflite"),
         str(folder / "corrupt.tflite"),
-        str(MODELS / "vela_crash_int8.tflite"),
+        str(MODELS / "broken" / "vela_crash_int8.tflite"),
         str(MODELS / "cpu_ops_int8.tflite"),
     ]
     code = main(

@@ -25,7 +25,7 @@ RAY = Path(sys.executable).parent / "ray"
 GRID = [
     "--models",
     str(MODELS / "cnn_int8.tflite"),
-    str(MODELS / "vela_crash_int8.tflite"),
+    str(MODELS / "broken" / "vela_crash_int8.tflite"),
     str(MODELS / "cpu_ops_int8.tflite"),
     "--targets",
     "ethos-u55-128,ethos-u85-256",
