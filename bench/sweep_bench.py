@@ -32,11 +32,14 @@ FOUR = ["cnn_int8", "qat_cnn_int8", "mobilenet_v2_035_96_int8", "mobilenet_v3_sm
 TARGETS = ["ethos-u55-32,ethos-u55-64,ethos-u55-128,ethos-u55-256,ethos-u65-256,ethos-u85-256"]
 
 
-def timed(grid: Grid, make: Callable[[], Engine], cells: list[float]) -> float:
-    """The sweep's wall time; appends the sum of its cells' own wall times to `cells`."""
+def timed(grid: Grid, make: Callable[[], Engine], cells: list[float], setup: list[float]) -> float:
+    """The sweep's wall time; appends the sum of its cells' own wall times to `cells` and the time making
+    the engine took (connecting to Ray; nothing for the local pool, which starts with the first cell) to `setup`."""
     with tempfile.TemporaryDirectory(prefix="npupass-sweep-bench-") as out:
         start = time.perf_counter()
-        result = sweep(grid, out, make(), summary=False)
+        engine = make()
+        setup.append(time.perf_counter() - start)
+        result = sweep(grid, out, engine, summary=False)
         seconds = time.perf_counter() - start
     assert result.ran == result.total and result.failed == 0, (result.ran, result.failed)
     cells.append(sum(r["wall_seconds"] for r in result.rows))
@@ -88,17 +91,19 @@ def main() -> None:
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     runs: dict[str, list[float]] = {"jobs 1": [], "jobs 2": [], "ray": []}
     cells: dict[str, list[float]] = {name: [] for name in runs}
+    setup: dict[str, list[float]] = {name: [] for name in runs}
     with ray_head() as (address, started):
         print(f"ray head started in {started:.1f} s (not in the figures below)")
         for _ in range(args.repeats):  # interleaved, so a change in the machine's load hits every engine alike
-            runs["jobs 1"].append(timed(grid, lambda: LocalEngine(1), cells["jobs 1"]))
-            runs["jobs 2"].append(timed(grid, lambda: LocalEngine(2), cells["jobs 2"]))
-            runs["ray"].append(timed(grid, lambda: RayEngine(address), cells["ray"]))
+            runs["jobs 1"].append(timed(grid, lambda: LocalEngine(1), cells["jobs 1"], setup["jobs 1"]))
+            runs["jobs 2"].append(timed(grid, lambda: LocalEngine(2), cells["jobs 2"], setup["jobs 2"]))
+            runs["ray"].append(timed(grid, lambda: RayEngine(address), cells["ray"], setup["ray"]))
     median = {name: statistics.median(times) for name, times in runs.items()}
     for name, times in runs.items():
         print(
             f"{name:7s} median {median[name]:6.2f} s  ({', '.join(f'{t:.2f}' for t in times)}); "
-            f"cells' own wall time summed: median {statistics.median(cells[name]):.2f} s"
+            f"engine set-up {statistics.median(setup[name]):.2f} s, "
+            f"cells' own wall time summed {statistics.median(cells[name]):.2f} s"
         )
     print(f"speed-up of --jobs 2 over --jobs 1: {median['jobs 1'] / median['jobs 2']:.2f}x")
     print(f"Ray (2 CPUs) against --jobs 2: {100 * (median['ray'] / median['jobs 2'] - 1):+.1f}% wall time")
