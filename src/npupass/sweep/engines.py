@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -125,7 +126,8 @@ def _worker_init() -> None:
 class LocalEngine:
     """`jobs` worker processes on this machine, forked from a fresh single-threaded server process that has
     imported npupass once (multiprocessing's forkserver): nothing of the caller's state or threads is
-    shared, and N workers do not pay N imports."""
+    shared, and N workers do not pay N imports. As with any multiprocessing start method but fork, a
+    script that runs a sweep needs the `if __name__ == "__main__":` guard."""
 
     name = "local"
 
@@ -146,7 +148,14 @@ class LocalEngine:
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                yield future.result()
+                try:
+                    row = future.result()
+                except BrokenProcessPool:
+                    raise NpupassError(
+                        "a sweep worker process died (killed, out of memory, or a script without the "
+                        "`if __name__ == '__main__':` guard); finished rows are kept, run again to resume"
+                    ) from None
+                yield row
         pool, self._pool = self._pool, None
         pool.shutdown(wait=True)
 

@@ -77,6 +77,7 @@ def sweep(
     found = dict(known)
     ran = 0
     interrupted = False
+    failure: NpupassError | None = None
     try:
         for row in engine.run([Task.of(c) for c in todo], models):
             log.append(row)
@@ -86,6 +87,8 @@ def sweep(
                 on_row(row)
     except KeyboardInterrupt:
         interrupted = True
+    except NpupassError as exc:  # the engine failed: keep what finished, then say so
+        failure = exc
     finally:
         engine.close()
         log.close()
@@ -99,6 +102,8 @@ def sweep(
 
         files, result.summary_note = write_summary(out, rows, grid)
         result.files += files
+    if failure is not None:
+        raise failure
     result.seconds = time.perf_counter() - start
     return result
 
