@@ -123,6 +123,13 @@ def _worker_init() -> None:
     import npupass.api  # noqa: F401  (pay the import before the first cell, not inside its wall time)
 
 
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 class LocalEngine:
     """`jobs` worker processes on this machine, forked from a fresh single-threaded server process that has
     imported npupass once (multiprocessing's forkserver): nothing of the caller's state or threads is
@@ -132,7 +139,7 @@ class LocalEngine:
     name = "local"
 
     def __init__(self, jobs: int | None = None) -> None:
-        self.workers = jobs or os.cpu_count() or 1
+        self.workers = jobs or cores()
         self._pool: ProcessPoolExecutor | None = None
 
     def run(self, tasks: list[Task], models: dict[str, bytes]) -> Iterator[dict[str, Any]]:
