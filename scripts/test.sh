@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev,tensorflow]"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev,tensorflow,ray,plots]"
 # The HTML viewer's tests drive Debian's Chromium; `view --svg` uses Graphviz's dot.
 if ! command -v chromium >/dev/null || ! command -v dot >/dev/null; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

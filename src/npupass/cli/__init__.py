@@ -20,6 +20,7 @@ from npupass.cli.commands import (
     cmd_verify,
     cmd_view,
 )
+from npupass.cli.sweep import add_sweep_parser
 from npupass.errors import NpupassError
 
 CALIBRATION_HELP = (
@@ -240,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--json", action="store_true", help="print the comparison as JSON")
     verify.set_defaults(func=cmd_verify)
+
+    add_sweep_parser(sub)
     return parser
 
 
