@@ -32,6 +32,11 @@ GRID = [
 ]
 
 
+# The cluster and its clients share a HOME of their own: Ray keeps an auth token in ~/.ray, and another
+# Ray on this machine may have left a different one there.
+ENV: dict[str, str] = {}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -48,7 +53,8 @@ def cluster() -> Iterator[str]:
         str(RAY), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}",
     ]  # fmt: skip
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HOME": temp}
+    ENV.update(env)
     log = Path(temp) / "start.log"
     with log.open("w") as out:
         head = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -71,7 +77,7 @@ def cluster() -> Iterator[str]:
 
 def sweep(*args: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "npupass", "sweep", *GRID, "--json", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=ENV or None)
 
 
 def test_ray_cluster_through_address_gives_the_local_rows(cluster: str, tmp_path: Path) -> None:
