@@ -97,8 +97,7 @@ def test_ray_cluster_through_address_gives_the_local_rows(cluster: str, tmp_path
     assert sorted(r["key"] for r in streamed) == sorted(from_ray)
     failed = [v for v in from_ray.values() if v[0] == "failed"]  # refused by the validator before Vela
     assert [v[1] for v in failed] == [
-        "invalid model: tensor 'cnn_1/conv2d_1_2/convolution': zero point -192 is outside INT8 [-128, 127] "
-        "(and 1 more)"
+        "invalid model: tensor 'cnn_1/conv2d_1_2/convolution': zero point -192 is outside INT8 [-128, 127] (and 1 more)"
     ] * 2
 
 
