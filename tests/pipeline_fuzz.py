@@ -98,6 +98,7 @@ TARGETS: dict[str, FuzzTarget] = {
     "ethos-u55-128": FuzzTarget(INT8_SEEDS, _compile("ethos-u55-128")),
     "ethos-n78": FuzzTarget(INT8_SEEDS, _compile("ethos-n78")),
     "xnnpack": FuzzTarget(FLOAT_SPARSE_SEEDS, _compile("xnnpack")),
+    "cortex-m": FuzzTarget(INT8_SEEDS, _compile("cortex-m")),
     "onnx": FuzzTarget(ONNX_SEEDS, _convert, output_is_dir=False),
 }
 
