@@ -50,6 +50,8 @@ def timed(grid: Grid, make: Callable[[], Engine], cells: list[float], setup: lis
 def ray_head() -> Iterator[tuple[str, float]]:
     """A Ray head on 127.0.0.1 with 2 CPUs: (address, seconds it took to start)."""
     temp = tempfile.mkdtemp(prefix="npr")
+    # Ray keeps an auth token under HOME; one left by an earlier cluster makes this one refuse its clients
+    os.environ["HOME"] = temp
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
