@@ -55,10 +55,11 @@ def default_pipeline(model: Model, target: str | None = None) -> list[str]:
     return _default_pipeline(model, backend.needs)
 
 
-def _model(source: ModelSource, in_place: bool = False) -> Model:
+def _model(source: ModelSource, in_place: bool = False, **load_options: Any) -> Model:
+    """A Model given (copied unless `in_place`), or the file read with `load_options`."""
     if isinstance(source, Model):
         return source if in_place else copy.deepcopy(source)
-    return load(source)
+    return load(source, **load_options)
 
 
 def _names(passes: str | Sequence[str] | None) -> list[str] | None:
@@ -92,10 +93,7 @@ def compile(
     values = {name: given.get(name, o.default) for name, o in known.items()}
     extend, names = extend_spec(passes) if passes else (False, [])
     names = parse_pipeline(names) if names else []  # an unknown pass fails before the model is read
-    if isinstance(model, Model):
-        ir = model if in_place else copy.deepcopy(model)
-    else:
-        ir = load(model, calibration=calibration, integer=backend.needs.integer)
+    ir = _model(model, in_place, calibration=calibration, integer=backend.needs.integer)
     if extend:
         names = extend_pipeline(_default_pipeline(ir, backend.needs), names)
     return backend.compile(ir, parsed, values, names or None, progress)
@@ -179,7 +177,7 @@ def convert(
     name ({"encode-clusters": {"max_values": 20}}).
     """
     start = time.perf_counter()
-    ir = _model(model, in_place) if isinstance(model, Model) else load(model, keep_nchw_io=keep_nchw_io)
+    ir = _model(model, in_place, keep_nchw_io=keep_nchw_io)
     source = ir.source_path
     runs_in_litert = ir.source_format == "tflite"
     names = _names(passes) or _default_pipeline(ir)

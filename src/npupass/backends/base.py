@@ -46,6 +46,19 @@ class Target:
         raise AttributeError(key)
 
 
+def positive_int(text: str) -> int:
+    """An option's value that must be a whole number of at least 1 (argparse shows the message)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Option:
     """A backend option: the API takes it as `options={name: value}`, the CLI as `--name-with-dashes`."""

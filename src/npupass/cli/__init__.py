@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from npupass import __version__
-from npupass.backends.base import Option, backends
+from npupass.backends.base import Option, backends, positive_int
 from npupass.cli.commands import (
     EXIT_ERROR,
     EXIT_INTERNAL,
@@ -77,13 +77,6 @@ def _add_option(group: argparse._ArgumentGroup, option: Option) -> None:
     )
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="npupass", description="Graph-rewriting compiler passes for TFLite models and NPUs."
@@ -140,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare outputs in LiteRT: after each pass with --passes (naming the first pass that changed them), "
         "else output against input",
     )
-    convert.add_argument("--samples", type=_positive, default=3, help="seeded inputs for --verify (default 3)")
+    convert.add_argument("--samples", type=positive_int, default=3, help="seeded inputs for --verify (default 3)")
     convert.add_argument("--seed", type=int, default=0, help="first seed for --verify (default 0)")
     convert.add_argument(
         "--pass-option",
@@ -228,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="compare two models on seeded inputs: TFLite in LiteRT, ONNX in onnxruntime")
     verify.add_argument("a", help="the reference model")
     verify.add_argument("b", help="the model to check")
-    verify.add_argument("--samples", type=_positive, default=3, help="number of seeded inputs (default 3)")
+    verify.add_argument("--samples", type=positive_int, default=3, help="number of seeded inputs (default 3)")
     verify.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     verify.add_argument("--atol", type=float, default=1e-6, help="absolute float tolerance (default 1e-6)")
     verify.add_argument("--rtol", type=float, default=1e-5, help="relative float tolerance (default 1e-5)")

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from npupass.backends.base import positive_int
 from npupass.errors import NpupassError
 
 EXIT_OK, EXIT_FAILED_CELLS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -39,21 +40,11 @@ def add_sweep_parser(sub: Any) -> None:
     )
     sweep.add_argument("-o", "--output-dir", default="sweep-out", metavar="OUTDIR", help="default: sweep-out")
     sweep.add_argument("--engine", choices=("local", "ray"), default="local", help="where cells run (default local)")
-    sweep.add_argument("--jobs", type=_positive, metavar="N", help="local worker processes (default: one per core)")
+    sweep.add_argument("--jobs", type=positive_int, metavar="N", help="local worker processes (default: one per core)")
     sweep.add_argument("--address", metavar="ADDR", help="--engine ray: the cluster (default: start a local one)")
     sweep.add_argument("--retry-failed", action="store_true", help="run failed cells again instead of keeping them")
     sweep.add_argument("--json", action="store_true", help="stream each finished row as one JSON line on stdout")
     sweep.set_defaults(func=cmd_sweep)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def _options(pairs: list[str]) -> dict[str, Any]:

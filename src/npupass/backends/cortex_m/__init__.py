@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from npupass.backends.base import Backend, CompileResult, Option, Progress, Report, Target
+from npupass.backends.base import Backend, CompileResult, Option, Progress, Report, Target, positive_int
 from npupass.backends.cortex_m.compile import NEEDS, compile_cortex_m, render_report
 from npupass.ir.graph import Model
 
@@ -22,15 +22,6 @@ EMIT_OPTIONS = (
 )
 
 
-def _positive(text: str) -> int:
-    import argparse
-
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 class CortexM(Backend):
     name = "cortex-m"
     summary = "Cortex-M CPUs running TensorFlow Lite for Microcontrollers (no NPU)"
@@ -38,7 +29,7 @@ class CortexM(Backend):
     options = (
         Option("allow_unsupported", bool, False, "write the model even when TFLM cannot run some op"),
         *EMIT_OPTIONS,
-        Option("arena_limit", _positive, None, "fail unless TFLM runs the model in this arena", metavar="BYTES"),
+        Option("arena_limit", positive_int, None, "fail unless TFLM runs the model in this arena", metavar="BYTES"),
         Option("compress", str, None, "TFLM LUT weight compression, verified in TFLM", choices=("lut",)),
     )
     needs = NEEDS
